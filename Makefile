@@ -1,0 +1,45 @@
+# Set-up is two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first and pinned: on a CPU machine an unpinned torch pulls several GB of CUDA wheels.
+TORCH_SPEC ?= torch==2.13.0
+MODEL ?= tiny-random
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-all lint format lock clean
+
+$(BIN)/.installed: pyproject.toml requirements.lock requirements-dev.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install ## serve $(MODEL) on $(HOST):$(PORT)
+	$(BIN)/python -m service --model $(MODEL) --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint ## lint, then every test but the slow ones (a few minutes)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: lint ## every test, slow ones included
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+lock: ## re-pin requirements*.lock from pyproject.toml's ranges
+	TORCH_SPEC="$(TORCH_SPEC)" ./scripts/lock.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

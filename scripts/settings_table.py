@@ -1,0 +1,35 @@
+"""Print the README's settings table from the Settings class (so the two cannot drift)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pydantic import AliasChoices
+
+from service.settings import Settings
+
+# Defaults that depend on the machine or the process, shown as words.
+_DEFAULTS_SHOWN = {
+    "cache_dir": "~/.cache/llm-serving",
+    "served_model_name": "the model id",
+    "instance_id": "random per process",
+}
+
+
+def settings_table() -> str:
+    rows = ["| Flag | Env var | Default | Description |", "| --- | --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        env = name.upper()
+        if isinstance(field.validation_alias, AliasChoices):
+            env = str(field.validation_alias.choices[-1]).upper()
+        default_text = _DEFAULTS_SHOWN.get(name, field.get_default(call_default_factory=True))
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `--{name.replace('_', '-')}` | `{env}` | `{default_text}` | {description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -1,0 +1,123 @@
+"""The engine interface: what the HTTP layer knows about generation.
+
+Nothing here imports torch or transformers, so the HTTP layer (and its tests of
+validation and errors) stays light. Engines implement :class:`Engine`.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+class EngineState(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to generate one completion. ``temperature == 0`` means greedy decoding."""
+
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    # Generate exactly max_new_tokens: benchmarks need fixed output lengths.
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A chat rendered through the model's chat template and tokenized."""
+
+    token_ids: list[int]
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class GenerationFinished:
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+    # Seconds the request waited for the inference thread before generate() began.
+    queue_s: float
+
+
+GenerationEvent = TextDelta | GenerationFinished
+
+
+class EngineError(Exception):
+    """Generation failed inside the engine; the engine itself keeps serving."""
+
+
+class InvalidPromptError(ValueError):
+    """The messages cannot be turned into a prompt for this model (client's fault)."""
+
+    def __init__(self, message: str, param: str | None = "messages") -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass
+class EngineStatus:
+    state: EngineState = EngineState.LOADING
+    reason: str = "model is loading"
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """Generates chat completions; one instance serves the whole process."""
+
+    model_name: str
+
+    def __init__(self) -> None:
+        self.status = EngineStatus()
+
+    @property
+    def ready(self) -> bool:
+        return self.status.state is EngineState.READY
+
+    @property
+    @abstractmethod
+    def context_length(self) -> int:
+        """Most tokens (prompt plus completion) the model accepts."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Load the weights and run a warm-up generation; sets ``status``.
+
+        Safe to call more than once: later calls wait for the first to finish.
+        """
+
+    @abstractmethod
+    async def render_prompt(self, messages: Sequence[Message]) -> Prompt:
+        """Apply the chat template and tokenize. Raises :class:`InvalidPromptError`."""
+
+    @abstractmethod
+    def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
+        """Stream the completion: text deltas, then exactly one :class:`GenerationFinished`.
+
+        Raises :class:`EngineError` if generation fails. Closing the iterator early
+        (the client left) stops the generation within one decode step.
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop the inference thread and release the model."""

@@ -1,0 +1,113 @@
+"""Errors as HTTP: one exception type, one body, central handlers.
+
+Every error leaves the server through these handlers as
+``{"error": {"message", "type", "param", "code"}}``. An error after a stream's
+200 went out cannot change the status; the routes send it as an SSE event with
+the same body (:func:`error_body`).
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.schemas import ErrorDetail, ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+}
+
+
+class APIError(Exception):
+    """An error a client sees: status code plus the fields of the error body."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        error_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.param = param
+        self.code = code
+        self.error_type = error_type or _TYPE_BY_STATUS.get(status_code, "server_error")
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.error_type, self.param, self.code)
+
+
+def error_body(
+    message: str, error_type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return ErrorResponse(
+        error=ErrorDetail(message=message, type=error_type, param=param, code=code)
+    ).model_dump()
+
+
+def _json_error(exc: APIError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _handle_api_error(_: Request, exc: APIError) -> JSONResponse:
+    return _json_error(exc)
+
+
+async def _handle_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return _json_error(validation_error_to_api_error(exc.errors()))
+
+
+async def _handle_http_exception(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return _json_error(APIError(exc.status_code, message, headers=getattr(exc, "headers", None)))
+
+
+async def _handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    return _json_error(APIError(500, "internal server error", error_type="server_error"))
+
+
+def validation_error_to_api_error(errors: Any) -> APIError:
+    """Turn pydantic's error list into one 400 that names the field and what to fix."""
+    errors = list(errors)
+    if not errors:
+        return APIError(400, "invalid request")
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        detail = first.get("ctx", {}).get("error", "")
+        return APIError(400, f"request body is not valid JSON: {detail}".rstrip(": "), code="json_invalid")
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(location) or None
+    message = first.get("msg", "invalid value")
+    if param:
+        message = f"{param}: {message}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    return APIError(400, message, param=param, code=first.get("type"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(APIError, _handle_api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _handle_unexpected)

@@ -1,0 +1,111 @@
+"""OpenAI-compatible endpoints: POST /v1/chat/completions and GET /v1/models.
+
+The official ``openai`` SDK works against these unmodified, streaming (with
+``stream_options={"include_usage": True}``) or not.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from sse_starlette import EventSourceResponse
+
+from service.chat_service import ChatGeneration, ChatService
+from service.engine.base import EngineError, Message
+from service.errors import APIError
+from service.routes.deps import get_chat_service
+from service.routes.sse import SSE_RESPONSE_DOC, generation_failed_event, sse_response
+from service.schemas import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    stop_tuple,
+)
+
+router = APIRouter(tags=["openai"])
+
+
+@router.get("/v1/models", summary="List the served model")
+async def list_models(service: Annotated[ChatService, Depends(get_chat_service)]) -> ModelList:
+    created = int(service.instance.started_at)
+    return ModelList(data=[ModelCard(id=service.engine.model_name, created=created)])
+
+
+@router.post(
+    "/v1/chat/completions",
+    summary="OpenAI-compatible chat completion, streaming or not",
+    response_model=ChatCompletion,
+    responses={**SSE_RESPONSE_DOC, "4XX": {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+)
+async def chat_completions(
+    body: ChatCompletionRequest, service: Annotated[ChatService, Depends(get_chat_service)]
+) -> ChatCompletion | EventSourceResponse:
+    messages = [Message(role=m.role, content=m.text()) for m in body.messages]
+    use_completion_tokens = body.max_completion_tokens is not None
+    params = service.sampling_params(
+        max_new_tokens=body.max_completion_tokens if use_completion_tokens else body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=stop_tuple(body.stop),
+        ignore_eos=body.ignore_eos,
+        param_name="max_completion_tokens" if use_completion_tokens else "max_tokens",
+    )
+    generation = await service.start(messages, params)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    model = service.engine.model_name
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return sse_response(_chunks(generation, completion_id, model, include_usage))
+
+    try:
+        text = "".join([piece async for piece in generation.texts()])
+    except EngineError as exc:
+        raise APIError(500, str(exc), error_type="server_error", code="generation_failed") from exc
+    assert generation.done is not None
+    return ChatCompletion(
+        id=completion_id,
+        model=model,
+        choices=[Choice(message=AssistantMessage(content=text), finish_reason=generation.done.finish_reason)],
+        usage=generation.done.usage,
+    )
+
+
+async def _chunks(
+    generation: ChatGeneration, completion_id: str, model: str, include_usage: bool
+) -> AsyncIterator[dict[str, str]]:
+    created = int(time.time())
+
+    def chunk(delta: Delta, finish_reason: str | None = None) -> dict[str, str]:
+        choice = ChunkChoice(delta=delta, finish_reason=finish_reason)  # type: ignore[arg-type]
+        body = ChatCompletionChunk(id=completion_id, created=created, model=model, choices=[choice])
+        return {"data": body.model_dump_json(exclude_none=False)}
+
+    # OpenAI sends the role first, in a chunk of its own with empty content.
+    yield chunk(Delta(role="assistant", content=""))
+    try:
+        async for text in generation.texts():
+            yield chunk(Delta(content=text))
+    except EngineError as exc:
+        yield generation_failed_event(exc)
+        return
+    done = generation.done
+    assert done is not None
+    yield chunk(Delta(), finish_reason=done.finish_reason)
+    if include_usage:
+        usage_chunk = ChatCompletionChunk(
+            id=completion_id, created=created, model=model, choices=[], usage=done.usage
+        )
+        yield {"data": usage_chunk.model_dump_json()}
+    yield {"data": "[DONE]"}

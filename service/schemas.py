@@ -1,0 +1,219 @@
+"""Request and response bodies of both endpoints, and the one error body."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Role = Literal["system", "user", "assistant"]
+Temperature = Annotated[
+    float, Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy decoding.")
+]
+TopP = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+MAX_STOP_STRINGS = 8
+StopStrings = Annotated[
+    str | list[Annotated[str, Field(min_length=1)]] | None,
+    Field(description=f"Stop before any of these strings (at most {MAX_STOP_STRINGS})."),
+]
+
+
+# ----- errors -----
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI-style error body, used by every endpoint for every error."""
+
+    error: ErrorDetail
+
+
+# ----- native endpoint: POST /v1/chat -----
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    content: str = Field(strict=True)
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"messages": [{"role": "user", "content": "Hello!"}], "max_new_tokens": 64}]
+        },
+    )
+
+    messages: list[ChatMessage] = Field(
+        description="The conversation; a plain string is taken as one user message."
+    )
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Tokens to generate at most (default: the server's setting)."
+    )
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
+    seed: int | None = Field(None, ge=0, lt=2**63, description="Same seed, same text.")
+    stop: StopStrings = None
+    ignore_eos: bool = Field(False, description="Generate exactly max_new_tokens tokens.")
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _string_is_one_user_message(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [{"role": "user", "content": value}]
+        return value
+
+    @field_validator("messages")
+    @classmethod
+    def _not_empty(cls, value: list[ChatMessage]) -> list[ChatMessage]:
+        if not value:
+            raise ValueError("must contain at least one message")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return _check_stop(value)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int | None = None
+
+
+class Timings(BaseModel):
+    queue_s: float = Field(description="Waiting for the inference thread.")
+    ttft_s: float = Field(description="Request received to first text sent.")
+    total_s: float = Field(description="Request received to last text sent.")
+
+
+class InstanceInfo(BaseModel):
+    id: str = Field(description="Identifies the serving process.")
+    started_at: float = Field(description="When the process started, Unix seconds.")
+
+
+class ChatDone(BaseModel):
+    """Data of the final ``event: done`` of /v1/chat."""
+
+    finish_reason: Literal["stop", "length"]
+    usage: Usage
+    timings: Timings
+    instance: InstanceInfo
+
+
+# ----- OpenAI-compatible endpoint: POST /v1/chat/completions -----
+class TextContentPart(BaseModel):
+    type: Literal["text"]
+    text: str = Field(strict=True)
+
+
+class OpenAIMessage(BaseModel):
+    role: Role
+    content: str | list[TextContentPart] = Field(union_mode="left_to_right")
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    # Unknown OpenAI fields (user, metadata, ...) are accepted and ignored, as OpenAI-compatible servers do.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    stop: StopStrings = None
+    n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    ignore_eos: bool = Field(False, description="Extension: generate exactly max_tokens tokens.")
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return _check_stop(value)
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    finish_reason: Literal["stop", "length"] | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "llm-serving"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+def stop_tuple(stop: str | list[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)
+
+
+def _check_stop(value: Any) -> Any:
+    if isinstance(value, list) and len(value) > MAX_STOP_STRINGS:
+        raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings")
+    if value == "":
+        raise ValueError("a stop string must not be empty")
+    return value

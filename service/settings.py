@@ -1,0 +1,76 @@
+"""One settings class: every field is an env var and a CLI flag.
+
+pydantic-settings builds both from the same fields, so the environment, the
+command line and the README table cannot drift apart. Env var names carry no
+prefix (``MODEL_ID``, ``PORT``) because that is what Docker images and the
+providers' consoles conventionally set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL_ID = "mistralai/Mistral-7B-Instruct-v0.3"
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "llm-serving"
+
+
+class Settings(BaseSettings):
+    """Configuration of the service, read from env vars and (under ``python -m service``) flags."""
+
+    model_config = SettingsConfigDict(
+        cli_prog_name="python -m service",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        protected_namespaces=(),
+        extra="ignore",
+    )
+
+    model: str = Field(
+        DEFAULT_MODEL_ID,
+        validation_alias=AliasChoices("model", "model_id"),
+        description="Hugging Face model id, a local model directory, or 'tiny-random' "
+        "(a built-in 1M-parameter model with random weights, for tests and CPU demos).",
+    )
+    served_model_name: str | None = Field(
+        None, description="Name reported by /v1/models and in responses (default: the model id)."
+    )
+    host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers).")
+    port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
+    device: str = Field(
+        "auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda' or 'cuda:N'."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; 'auto' is bfloat16 on CUDA and float32 on CPU."
+    )
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        description="torch intra-op threads; 0 means all cores but one, which is left to the "
+        "event loop that streams the tokens (README: Performance).",
+    )
+    max_new_tokens: int = Field(512, ge=1, description="Tokens generated when a request does not say.")
+    max_new_tokens_limit: int = Field(4096, ge=1, description="Largest max_new_tokens a request may ask for.")
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Where built-in models (tiny-random) are built on first use.",
+    )
+    warmup_tokens: int = Field(
+        4, ge=0, description="Tokens generated at start-up before /ready turns 200 (0: no warm-up)."
+    )
+    instance_id: str | None = Field(
+        None,
+        description="Identifies this process in done events (default: a random id per process).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @property
+    def model_name(self) -> str:
+        """The name clients see for the served model."""
+        return self.served_model_name or self.model

@@ -1,0 +1,168 @@
+"""Shared fixtures: the real tiny model and real uvicorn servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from httpx_sse import connect_sse
+
+from service.app import create_app
+from service.engine.sequential import SequentialEngine
+from service.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One build of tiny-random per test session, in a fresh directory."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def make_settings(model_cache_dir: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"model": "tiny-random", "cache_dir": model_cache_dir}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(settings: Settings) -> Any:
+    from transformers import AutoTokenizer
+
+    from service.engine.loader import resolve_model_path
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(settings))
+
+
+@contextlib.contextmanager
+def serve(app: Any, wait_ready: bool = True, timeout_s: float = 60.0) -> Iterator[str]:
+    """Run ``app`` under a real uvicorn server on 127.0.0.1 (a free port) in a thread."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        if wait_ready:
+            wait_until_ready(base_url, timeout_s)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout_s)
+
+
+def wait_until_ready(base_url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{base_url}/ready", timeout=5).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{base_url} not ready after {timeout_s}s")
+
+
+@pytest.fixture(scope="session")
+def server_url(settings: Settings) -> Iterator[str]:
+    """A live server on the tiny model, shared by the tests that only send requests."""
+    with serve(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(server_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server_url, timeout=60) as http:
+        yield http
+
+
+@dataclass
+class ChatStream:
+    """What a client of /v1/chat saw: every event, with the time it arrived."""
+
+    status_code: int
+    texts: list[str] = field(default_factory=list)
+    arrival_s: list[float] = field(default_factory=list)
+    done: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    body: Any = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.texts)
+
+
+def stream_chat(client: httpx.Client, payload: dict[str, Any], path: str = "/v1/chat") -> ChatStream:
+    """POST to the native endpoint and read its SSE stream to the end."""
+    started = time.perf_counter()
+    with connect_sse(client, "POST", path, json=payload) as source:
+        response = source.response
+        if response.status_code != 200:
+            response.read()
+            return ChatStream(status_code=response.status_code, body=response.json())
+        result = ChatStream(status_code=200)
+        for event in source.iter_sse():
+            data = json.loads(event.data)
+            if event.event == "message":
+                result.texts.append(data["text"])
+                result.arrival_s.append(time.perf_counter() - started)
+            elif event.event == "done":
+                result.done = data
+            elif event.event == "error":
+                result.error = data
+        return result
+
+
+class FaultyGenerate:
+    """Wraps a real model's generate() so a test can make the next call raise."""
+
+    def __init__(self) -> None:
+        self.fail_next = threading.Event()
+
+    def loader(self, settings: Settings) -> Any:
+        from service.engine.loader import load_model
+
+        loaded = load_model(settings)
+        real_generate = loaded.model.generate
+
+        def generate(*args: Any, **kwargs: Any) -> Any:
+            if self.fail_next.is_set():
+                self.fail_next.clear()
+                raise RuntimeError("injected failure in generate()")
+            return real_generate(*args, **kwargs)
+
+        loaded.model.generate = generate
+        return loaded
+
+
+@pytest.fixture(scope="session")
+def faulty() -> FaultyGenerate:
+    return FaultyGenerate()
+
+
+@pytest.fixture(scope="session")
+def faulty_server_url(settings: Settings, faulty: FaultyGenerate) -> Iterator[str]:
+    engine = SequentialEngine(settings, loader=faulty.loader)
+    with serve(create_app(settings, engine)) as url:
+        yield url

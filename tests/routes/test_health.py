@@ -1,0 +1,71 @@
+"""/health, /ready and /ping through the model's life: loading, ready, failed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from service.app import create_app
+from service.engine.sequential import SequentialEngine
+from service.settings import Settings
+from tests.conftest import serve, wait_until_ready
+
+
+class GatedLoader:
+    """Loads the real model only once the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def __call__(self, settings: Settings) -> Any:
+        from service.engine.loader import load_model
+
+        if not self.gate.wait(timeout=60):
+            raise TimeoutError("the test never opened the gate")
+        return load_model(settings)
+
+
+def test_not_ready_until_the_model_is_loaded(make_settings: Callable[..., Settings]) -> None:
+    loader = GatedLoader()
+    settings = make_settings()
+    app = create_app(settings, SequentialEngine(settings, loader=loader))
+
+    with serve(app, wait_ready=False) as url, httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get("/health").status_code == 200
+        ready = http.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "loading", "reason": "model is loading"}
+        assert http.get("/ping").status_code == 204
+        refused = http.post("/v1/chat", json={"messages": "hi"})
+        assert refused.status_code == 503
+        assert refused.json()["error"]["type"] == "service_unavailable"
+        assert "Retry-After" in refused.headers
+
+        loader.gate.set()
+        wait_until_ready(url)
+
+        assert http.get("/ready").json()["status"] == "ready"
+        assert http.get("/ping").status_code == 200
+        assert http.post("/v1/chat", json={"messages": "hi", "max_new_tokens": 2}).status_code == 200
+
+
+def test_a_model_that_fails_to_load_is_reported(
+    make_settings: Callable[..., Settings], tmp_path: Any
+) -> None:
+    settings = make_settings(model=str(tmp_path / "no-such-model"))
+
+    with serve(create_app(settings), wait_ready=False) as url, httpx.Client(base_url=url) as http:
+        for _ in range(200):
+            if http.get("/health").status_code == 503:
+                break
+            threading.Event().wait(0.05)
+        health = http.get("/health")
+        ready = http.get("/ready")
+
+    assert health.status_code == 503
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "failed"
+    assert "no-such-model" in ready.json()["reason"]

@@ -1,0 +1,73 @@
+"""``python -m service`` as a user runs it: a real process, flags and env vars."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import stream_chat, wait_until_ready
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server_process(model_cache_dir: Path) -> Iterator[str]:
+    port = free_port()
+    # The model comes from the env var and the port from the flag: both paths work.
+    env = {**os.environ, "MODEL_ID": "tiny-random", "CACHE_DIR": str(model_cache_dir)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, timeout_s=120)
+        yield url
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output
+
+
+def test_python_m_service_serves_and_streams(server_process: str) -> None:
+    with httpx.Client(base_url=server_process, timeout=60) as http:
+        result = stream_chat(http, {"messages": "hello", "max_new_tokens": 5, "ignore_eos": True})
+        models = http.get("/v1/models").json()
+
+    assert result.done is not None
+    assert result.done["usage"]["completion_tokens"] == 5
+    assert models["data"][0]["id"] == "tiny-random"
+
+
+def test_help_lists_every_setting_as_a_flag() -> None:
+    from service.settings import Settings
+
+    help_text = subprocess.run(
+        [sys.executable, "-m", "service", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+
+    for name in Settings.model_fields:
+        assert f"--{name.replace('_', '-')}" in help_text, name
+
+
+def test_http_layer_does_not_import_torch() -> None:
+    code = (
+        "import sys, service.app, service.routes.chat, service.routes.openai, service.routes.health;"
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules];"
+        "sys.exit(f'imported {bad}' if bad else 0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,46 @@
+"""One settings class: env vars and flags fill the same fields."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.settings import DEFAULT_MODEL_ID, Settings
+
+
+def test_defaults_serve_mistral_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MODEL_ID", "MODEL", "HOST", "PORT"):
+        monkeypatch.delenv(name, raising=False)
+
+    settings = Settings()
+
+    assert settings.model == DEFAULT_MODEL_ID == "mistralai/Mistral-7B-Instruct-v0.3"
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.max_new_tokens == 512
+
+
+def test_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_ID", "some/model")
+    monkeypatch.setenv("PORT", "9001")
+    monkeypatch.setenv("TORCH_THREADS", "2")
+
+    settings = Settings()
+
+    assert (settings.model, settings.port, settings.torch_threads) == ("some/model", 9001, 2)
+
+
+def test_flags_override_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_ID", "from/env")
+
+    settings = Settings(_cli_parse_args=["--model", "tiny-random", "--max-new-tokens", "64"])  # type: ignore[call-arg]
+
+    assert (settings.model, settings.max_new_tokens) == ("tiny-random", 64)
+
+
+def test_served_model_name_defaults_to_the_model() -> None:
+    assert Settings(model="a/b").model_name == "a/b"
+    assert Settings(model="a/b", served_model_name="mistral").model_name == "mistral"
+
+
+def test_out_of_range_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="port"):
+        Settings(port=70000)
