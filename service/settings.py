@@ -57,6 +57,37 @@ class Settings(BaseSettings):
     )
     max_new_tokens: int = Field(512, ge=1, description="Tokens generated when a request does not say.")
     max_new_tokens_limit: int = Field(4096, ge=1, description="Largest max_new_tokens a request may ask for.")
+    api_key: str | None = Field(
+        None,
+        description="If set, /v1/* requires 'Authorization: Bearer <key>'; several keys are "
+        "separated by commas. Never logged.",
+    )
+    max_concurrency: int = Field(
+        0,
+        ge=0,
+        description="Requests generating at once; 0 means what the engine runs at once "
+        "(1 for the sequential engine).",
+    )
+    max_queue: int = Field(16, ge=0, description="Requests waiting for a generation slot; more get 429.")
+    queue_timeout: float = Field(
+        60.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds a request may wait for a slot before a 503 (0: no limit).",
+    )
+    request_timeout: float = Field(
+        600.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds a whole request may take; past it, generation stops (0: no limit).",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body; larger gets 413.")
+    drain_timeout: float = Field(
+        30.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="On SIGTERM, seconds in-flight streams may run before the process exits.",
+    )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
         description="Where built-in models (tiny-random) are built on first use.",
@@ -69,6 +100,10 @@ class Settings(BaseSettings):
         description="Identifies this process in done events (default: a random id per process).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @property
+    def api_keys(self) -> list[str]:
+        return [key.strip() for key in (self.api_key or "").split(",") if key.strip()]
 
     @property
     def model_name(self) -> str:
