@@ -1,4 +1,4 @@
-"""``python -m service``: settings from env vars and flags, then uvicorn."""
+"""``python -m service``: settings from env vars and flags, then uvicorn with a graceful drain."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import uvicorn
 
 from service.app import create_app
+from service.server import DrainingServer
 from service.settings import Settings
 
 
@@ -18,16 +19,21 @@ def main() -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # uvicorn shuts down cleanly on SIGTERM, then re-raises the signal to the handler
-    # that was installed before it ran. SIGTERM is how orchestrators (Docker, Modal,
-    # RunPod, Kubernetes) stop a healthy server: after a clean shutdown, exit 0.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # After the drain, connections still open get this long before they are cut.
+        timeout_graceful_shutdown=5,
     )
+    server = DrainingServer(config, app.state.chat_service, settings.drain_timeout)
+    # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly; it
+    # reaches this handler then. SIGTERM is how orchestrators stop a healthy
+    # server, so a clean shutdown exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server.run()
 
 
 if __name__ == "__main__":

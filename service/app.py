@@ -13,11 +13,15 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from service.admission import AdmissionController
+from service.auth import ApiKeyAuth
 from service.chat_service import ChatService
 from service.engine.base import Engine, EngineState
 from service.errors import install_error_handlers
 from service.instance import current_instance
-from service.routes import chat, health, openai
+from service.metrics import Metrics
+from service.middleware import BodySizeLimit, RequestCounter
+from service.routes import chat, health, metrics, openai
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -32,7 +36,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         from service.engine import create_engine  # imports torch: only when we build the real one
 
         engine = create_engine(settings)
-    chat_service = ChatService(engine, settings, current_instance(settings.instance_id))
+    admission = AdmissionController(
+        max_concurrency=settings.max_concurrency or engine.max_concurrency,
+        max_queue=settings.max_queue,
+    )
+    app_metrics = Metrics()
+    app_metrics.track_admission(lambda: admission.running, lambda: admission.waiting)
+    chat_service = ChatService(
+        engine, settings, current_instance(settings.instance_id), admission, app_metrics
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -56,11 +68,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.admission = admission
+    app.state.metrics = app_metrics
     app.state.chat_service = chat_service
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(chat.router)
-    app.include_router(openai.router)
+    for router in (health.router, metrics.router, chat.router, openai.router):
+        app.include_router(router)
+    # Added last runs first: count every API request, then refuse strangers, then oversized bodies.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeyAuth, api_keys=settings.api_keys)
+    app.add_middleware(RequestCounter, metrics=app_metrics)
     return app
 
 

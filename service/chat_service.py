@@ -1,4 +1,4 @@
-"""What both chat endpoints share: checks before the stream, timings during it.
+"""What both chat endpoints share: checks and admission before the stream, deadlines and timings during it.
 
 The routes translate their own request bodies into messages and sampling
 parameters, call :meth:`ChatService.start`, and write the resulting
@@ -7,12 +7,15 @@ parameters, call :meth:`ChatService.start`, and write the resulting
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 
+from service.admission import AdmissionController, Slot
 from service.engine.base import (
     Engine,
+    EngineError,
+    GenerationEvent,
     GenerationFinished,
     InvalidPromptError,
     Message,
@@ -20,44 +23,114 @@ from service.engine.base import (
     TextDelta,
 )
 from service.errors import APIError
+from service.metrics import Metrics
 from service.schemas import ChatDone, InstanceInfo, Timings, Usage
 from service.settings import Settings
 
+# Below this, sampling divides logits by ~0 and overflows: treat it as greedy, as vLLM does.
+_GREEDY_TEMPERATURE = 1e-5
+
 
 class ChatGeneration:
-    """One request's running generation.
+    """One admitted request's generation.
 
     Iterate :meth:`texts` for the text; afterwards :attr:`done` holds the finish
-    reason, usage and timings. :class:`~service.engine.base.EngineError` is
-    raised from :meth:`texts` if generation fails after it started.
+    reason, usage and timings. A failure or the request deadline after the
+    stream started raises :class:`APIError` from :meth:`texts` (its body is what
+    the client is sent). :meth:`close` must run on every path: it stops the
+    generation if it is still running and gives the slot back.
     """
 
     def __init__(
         self,
-        events: AsyncIterator[TextDelta | GenerationFinished],
+        service: ChatService,
+        events: AsyncIterator[GenerationEvent],
+        slot: Slot,
         received_at: float,
-        instance: InstanceInfo,
+        deadline: float | None,
     ) -> None:
+        self._service = service
         self._events = events
+        self._slot = slot
         self._received_at = received_at
-        self._instance = instance
+        self._deadline = deadline  # event-loop time
+        self._waiting_for_event: asyncio.Timeout | None = None
+        self._abort_reason: str | None = None
+        self._outcome: str | None = None
         self.done: ChatDone | None = None
 
+    def abort(self, reason: str) -> None:
+        """End the stream at its next event with a 503 error event (used by the shutdown drain)."""
+        self._abort_reason = reason
+        if self._waiting_for_event is not None:
+            self._waiting_for_event.reschedule(asyncio.get_running_loop().time())
+
     async def texts(self) -> AsyncIterator[str]:
+        metrics = self._service.metrics
         first_text_at: float | None = None
-        # aclosing: if our consumer stops early, the engine's stream is closed now
-        # (which cancels the generation), not whenever it is garbage-collected.
-        async with contextlib.aclosing(self._events) as events:
-            async for event in events:
+        last_text_at = 0.0
+        try:
+            while True:
+                event = await self._next_event()
+                if event is None:
+                    return
+                now = time.perf_counter()
                 if isinstance(event, TextDelta):
                     if first_text_at is None:
-                        first_text_at = time.perf_counter()
+                        first_text_at = now
+                        metrics.time_to_first_token.observe(now - self._received_at)
+                    else:
+                        metrics.inter_token_latency.observe(now - last_text_at)
+                    last_text_at = now
                     yield event.text
                 else:
-                    finished_at = time.perf_counter()
-                    self.done = self._summarise(event, first_text_at or finished_at, finished_at)
+                    self.done = self._summarise(event, first_text_at or now, now)
+                    self._outcome = event.finish_reason
+        finally:
+            await self.close()
+
+    async def _next_event(self) -> GenerationEvent | None:
+        if self._abort_reason is not None:
+            raise self._aborted()
+        try:
+            async with asyncio.timeout_at(self._deadline) as self._waiting_for_event:
+                return await anext(self._events)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            if self._abort_reason is not None:
+                raise self._aborted() from None
+            self._outcome = "timeout"
+            limit = self._service.settings.request_timeout
+            raise APIError(
+                504, f"the request took longer than {limit:g}s and was stopped", code="request_timeout"
+            ) from None
+        except EngineError as exc:
+            self._outcome = "error"
+            raise APIError(500, str(exc), error_type="server_error", code="generation_failed") from exc
+
+    def _aborted(self) -> APIError:
+        self._outcome = "aborted"
+        return APIError(503, str(self._abort_reason), code="shutting_down")
+
+    async def close(self) -> None:
+        """Stop generating (if still running), give the slot back, count the outcome. Idempotent."""
+        if self._slot.released:
+            return
+        try:
+            await self._events.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._service.active.discard(self)
+            self._service.admission.release(self._slot)
+            self._service.metrics.generations.labels(outcome=self._outcome or "cancelled").inc()
 
     def _summarise(self, event: GenerationFinished, first_text_at: float, finished_at: float) -> ChatDone:
+        metrics = self._service.metrics
+        queue_s = self._slot.waited_s + event.queue_s
+        metrics.queue_time.observe(queue_s)
+        metrics.e2e_latency.observe(finished_at - self._received_at)
+        metrics.prompt_tokens.inc(event.prompt_tokens)
+        metrics.generation_tokens.inc(event.completion_tokens)
         return ChatDone(
             finish_reason=event.finish_reason,
             usage=Usage(
@@ -66,21 +139,37 @@ class ChatGeneration:
                 total_tokens=event.prompt_tokens + event.completion_tokens,
             ),
             timings=Timings(
-                queue_s=round(event.queue_s, 6),
+                queue_s=round(queue_s, 6),
                 ttft_s=round(first_text_at - self._received_at, 6),
                 total_s=round(finished_at - self._received_at, 6),
             ),
-            instance=self._instance,
+            instance=self._service.instance,
         )
 
 
 class ChatService:
-    """Validates a chat against the model and starts its generation."""
+    """Validates a chat against the model, admits it, and starts its generation."""
 
-    def __init__(self, engine: Engine, settings: Settings, instance: InstanceInfo) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        instance: InstanceInfo,
+        admission: AdmissionController,
+        metrics: Metrics,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.instance = instance
+        self.admission = admission
+        self.metrics = metrics
+        self.active: set[ChatGeneration] = set()
+
+    def abort_all(self, reason: str) -> int:
+        """End every running stream with an error event; returns how many there were."""
+        for generation in list(self.active):
+            generation.abort(reason)
+        return len(self.active)
 
     def sampling_params(
         self,
@@ -106,7 +195,7 @@ class ChatService:
             )
         return SamplingParams(
             max_new_tokens=max_new_tokens,
-            temperature=temperature,
+            temperature=0.0 if temperature < _GREEDY_TEMPERATURE else temperature,
             top_p=top_p,
             seed=seed,
             stop=stop,
@@ -114,8 +203,17 @@ class ChatService:
         )
 
     async def start(self, messages: Sequence[Message], params: SamplingParams) -> ChatGeneration:
-        """Check the request against the model and start generating. Raises :class:`APIError`."""
+        """Check the request against the model, wait for a slot, start generating.
+
+        Raises :class:`APIError`: 400 for a prompt the model cannot take, 429 when
+        the queue is full, 503 while loading, draining or after the queue timeout.
+        """
         received_at = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        request_timeout = self.settings.request_timeout
+        deadline = loop.time() + request_timeout if request_timeout > 0 else None
+        if self.admission.draining:
+            raise APIError(503, "the server is shutting down", code="shutting_down")
         if not self.engine.ready:
             raise APIError(503, f"not ready: {self.engine.status.reason}", headers={"Retry-After": "5"})
         try:
@@ -132,4 +230,17 @@ class ChatService:
                 param="messages",
                 code="context_length_exceeded",
             )
-        return ChatGeneration(self.engine.generate(prompt, params), received_at, self.instance)
+        slot = await self.admission.acquire(self._queue_timeout(deadline, loop.time()))
+        try:
+            events = self.engine.generate(prompt, params)
+        except BaseException:
+            self.admission.release(slot)
+            raise
+        generation = ChatGeneration(self, events, slot, received_at, deadline)
+        self.active.add(generation)
+        return generation
+
+    def _queue_timeout(self, deadline: float | None, now: float) -> float | None:
+        limits = [self.settings.queue_timeout or None, None if deadline is None else deadline - now]
+        present = [limit for limit in limits if limit is not None]
+        return max(0.0, min(present)) if present else None

@@ -32,8 +32,12 @@ _TYPE_BY_STATUS = {
 }
 
 
-class APIError(Exception):
-    """An error a client sees: status code plus the fields of the error body."""
+class APIError(StarletteHTTPException):
+    """An error a client sees: status code plus the fields of the error body.
+
+    An HTTPException so that FastAPI lets it through where it wraps other
+    exceptions (one raised while the body is read becomes a 400 otherwise).
+    """
 
     def __init__(
         self,
@@ -45,16 +49,17 @@ class APIError(Exception):
         error_type: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
+        super().__init__(status_code, message, headers)
         self.message = message
         self.param = param
         self.code = code
         self.error_type = error_type or _TYPE_BY_STATUS.get(status_code, "server_error")
-        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         return error_body(self.message, self.error_type, self.param, self.code)
+
+    def to_response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers)
 
 
 def error_body(
@@ -66,7 +71,7 @@ def error_body(
 
 
 def _json_error(exc: APIError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+    return exc.to_response()
 
 
 async def _handle_api_error(_: Request, exc: APIError) -> JSONResponse:

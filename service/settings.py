@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_ID = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     )
     max_new_tokens: int = Field(512, ge=1, description="Tokens generated when a request does not say.")
     max_new_tokens_limit: int = Field(4096, ge=1, description="Largest max_new_tokens a request may ask for.")
-    api_key: str | None = Field(
+    api_key: SecretStr | None = Field(
         None,
         description="If set, /v1/* requires 'Authorization: Bearer <key>'; several keys are "
         "separated by commas. Never logged.",
@@ -103,7 +103,8 @@ class Settings(BaseSettings):
 
     @property
     def api_keys(self) -> list[str]:
-        return [key.strip() for key in (self.api_key or "").split(",") if key.strip()]
+        joined = self.api_key.get_secret_value() if self.api_key else ""
+        return [key.strip() for key in joined.split(",") if key.strip()]
 
     @property
     def model_name(self) -> str:

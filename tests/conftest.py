@@ -92,6 +92,18 @@ def server_url(settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
+def make_server(
+    make_settings: Callable[..., Settings],
+) -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """``with make_server(max_queue=0) as url:`` a live server with its own settings."""
+
+    def start(**overrides: Any) -> contextlib.AbstractContextManager[str]:
+        return serve(create_app(make_settings(**overrides)))
+
+    return start
+
+
+@pytest.fixture
 def client(server_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server_url, timeout=60) as http:
         yield http

@@ -86,6 +86,8 @@ class Engine(ABC):
     """Generates chat completions; one instance serves the whole process."""
 
     model_name: str
+    # Generations this engine runs at once; admission control defaults to it.
+    max_concurrency: int = 1
 
     def __init__(self) -> None:
         self.status = EngineStatus()

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from sse_starlette import EventSourceResponse
 
 from service.chat_service import ChatGeneration, ChatService
-from service.engine.base import EngineError, Message
+from service.engine.base import Message
+from service.errors import APIError
 from service.routes.deps import get_chat_service
-from service.routes.sse import SSE_RESPONSE_DOC, generation_failed_event, json_data, sse_response
+from service.routes.sse import SSE_RESPONSE_DOC, GenerationStream, error_event, json_data
 from service.schemas import ChatRequest, ErrorResponse, stop_tuple
 
 router = APIRouter(tags=["chat"])
@@ -24,12 +24,12 @@ router = APIRouter(tags=["chat"])
 @router.post(
     "/v1/chat",
     summary="Stream a chat completion as server-sent events",
-    response_class=EventSourceResponse,
-    responses={**SSE_RESPONSE_DOC, "4XX": {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    response_class=GenerationStream,
+    responses={**SSE_RESPONSE_DOC, "4XX": {"model": ErrorResponse}, "5XX": {"model": ErrorResponse}},
 )
 async def chat(
     body: ChatRequest, service: Annotated[ChatService, Depends(get_chat_service)]
-) -> EventSourceResponse:
+) -> GenerationStream:
     messages = [Message(role=m.role, content=m.content) for m in body.messages]
     params = service.sampling_params(
         max_new_tokens=body.max_new_tokens,
@@ -40,15 +40,15 @@ async def chat(
         ignore_eos=body.ignore_eos,
     )
     generation = await service.start(messages, params)
-    return sse_response(_events(generation))
+    return GenerationStream(_events(generation), generation)
 
 
 async def _events(generation: ChatGeneration) -> AsyncIterator[dict[str, str]]:
     try:
         async for text in generation.texts():
             yield {"data": json_data({"text": text})}
-    except EngineError as exc:
-        yield generation_failed_event(exc)
+    except APIError as exc:
+        yield error_event(exc)
         return
     assert generation.done is not None
     yield {"event": "done", "data": generation.done.model_dump_json()}

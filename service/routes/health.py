@@ -22,6 +22,9 @@ async def health(request: Request) -> JSONResponse:
 @router.get("/ready", summary="Readiness: 200 once the model is loaded and warmed up")
 async def ready(request: Request) -> JSONResponse:
     engine = request.app.state.engine
+    if request.app.state.admission.draining:
+        body = {"status": "draining", "reason": "the server is shutting down"}
+        return JSONResponse(body, status_code=503)
     if not engine.ready:
         body = {"status": engine.status.state.value, "reason": engine.status.reason}
         return JSONResponse(body, status_code=503)

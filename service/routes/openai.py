@@ -11,14 +11,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
-from sse_starlette import EventSourceResponse
+from fastapi import APIRouter, Depends, Request
 
 from service.chat_service import ChatGeneration, ChatService
-from service.engine.base import EngineError, Message
+from service.engine.base import Message
 from service.errors import APIError
+from service.routes.cancellation import with_cancellation
 from service.routes.deps import get_chat_service
-from service.routes.sse import SSE_RESPONSE_DOC, generation_failed_event, sse_response
+from service.routes.sse import SSE_RESPONSE_DOC, GenerationStream, error_event
 from service.schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -46,11 +46,14 @@ async def list_models(service: Annotated[ChatService, Depends(get_chat_service)]
     "/v1/chat/completions",
     summary="OpenAI-compatible chat completion, streaming or not",
     response_model=ChatCompletion,
-    responses={**SSE_RESPONSE_DOC, "4XX": {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses={**SSE_RESPONSE_DOC, "4XX": {"model": ErrorResponse}, "5XX": {"model": ErrorResponse}},
 )
+@with_cancellation
 async def chat_completions(
-    body: ChatCompletionRequest, service: Annotated[ChatService, Depends(get_chat_service)]
-) -> ChatCompletion | EventSourceResponse:
+    body: ChatCompletionRequest,
+    service: Annotated[ChatService, Depends(get_chat_service)],
+    request: Request,
+) -> ChatCompletion | GenerationStream:
     messages = [Message(role=m.role, content=m.text()) for m in body.messages]
     use_completion_tokens = body.max_completion_tokens is not None
     params = service.sampling_params(
@@ -67,12 +70,12 @@ async def chat_completions(
     model = service.engine.model_name
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return sse_response(_chunks(generation, completion_id, model, include_usage))
+        return GenerationStream(_chunks(generation, completion_id, model, include_usage), generation)
 
     try:
         text = "".join([piece async for piece in generation.texts()])
-    except EngineError as exc:
-        raise APIError(500, str(exc), error_type="server_error", code="generation_failed") from exc
+    finally:
+        await generation.close()
     assert generation.done is not None
     return ChatCompletion(
         id=completion_id,
@@ -97,8 +100,8 @@ async def _chunks(
     try:
         async for text in generation.texts():
             yield chunk(Delta(content=text))
-    except EngineError as exc:
-        yield generation_failed_event(exc)
+    except APIError as exc:
+        yield error_event(exc)
         return
     done = generation.done
     assert done is not None

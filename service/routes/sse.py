@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sse_starlette import EventSourceResponse
+from starlette.types import Receive, Scope, Send
 
-from service.errors import error_body
+from service.chat_service import ChatGeneration
+from service.errors import APIError
 
 # Documents the streamed responses in /openapi.json.
 SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
@@ -16,16 +18,29 @@ SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-def sse_response(events: AsyncIterator[dict[str, str]]) -> EventSourceResponse:
-    # "\n" separators: the most widely parsed form, and what curl shows plainly.
-    return EventSourceResponse(events, sep="\n")
+class GenerationStream(EventSourceResponse):
+    """An SSE response that always closes its generation: on completion, disconnect or error.
+
+    Closing here, not only in the event generator, matters when the client leaves
+    before the first event: the generator never starts, so its own cleanup never runs.
+    """
+
+    def __init__(self, events: AsyncIterator[dict[str, str]], generation: ChatGeneration) -> None:
+        # "\n" separators: the most widely parsed form, and what curl shows plainly.
+        super().__init__(events, sep="\n")
+        self._generation = generation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._generation.close()
 
 
 def json_data(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
-def generation_failed_event(exc: Exception) -> dict[str, str]:
+def error_event(exc: APIError) -> dict[str, str]:
     """An error after the 200 went out: the status cannot change, so it is an event."""
-    body = error_body(str(exc), "server_error", code="generation_failed")
-    return {"event": "error", "data": json_data(body)}
+    return {"event": "error", "data": json_data(exc.body())}

@@ -1,0 +1,77 @@
+"""Pure ASGI middleware: body size limit and request counting.
+
+Pure ASGI (not BaseHTTPMiddleware) so that streamed responses pass through
+untouched and a client disconnect still reaches the SSE response.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import APIError
+from service.metrics import Metrics
+
+# Endpoints counted by name; anything else is "other" (bounded label values).
+COUNTED_PATHS = frozenset({"/v1/chat", "/v1/chat/completions", "/v1/models"})
+
+
+class BodySizeLimit:
+    """Answers 413 to a request body over ``max_bytes``, declared or streamed (chunked)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # Raised while the app reads the body; its error handler answers 413.
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    async def _reject(self, send: Send) -> None:
+        await self._too_large().to_response()({"type": "http"}, _no_receive, send)
+
+    def _too_large(self) -> APIError:
+        return APIError(413, f"request body is larger than {self.max_bytes} bytes", code="body_too_large")
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+class RequestCounter:
+    """Counts API requests by endpoint and status code."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        endpoint = path if path in COUNTED_PATHS else "other"
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.metrics.requests.labels(endpoint=endpoint, status=str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)

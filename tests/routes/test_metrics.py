@@ -1,0 +1,51 @@
+"""GET /metrics: the histograms, counters and gauges move as requests go through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import stream_chat
+
+
+def scrape(http: httpx.Client) -> dict[str, float]:
+    """Every sample as 'name{label="v",...}' -> value."""
+    samples = {}
+    for family in text_string_to_metric_families(http.get("/metrics").text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+def test_metrics_move_with_requests(make_server: Callable[..., Any]) -> None:
+    with make_server() as url, httpx.Client(base_url=url, timeout=60) as http:
+        before = scrape(http)
+        result = stream_chat(http, {"messages": "hello", "max_new_tokens": 20, "ignore_eos": True})
+        http.post("/v1/chat", json={"messages": []})
+        after = scrape(http)
+
+    assert result.done is not None
+    prompt_tokens = result.done["usage"]["prompt_tokens"]
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert delta('llm_requests_total{endpoint="/v1/chat",status="200"}') == 1
+    assert delta('llm_requests_total{endpoint="/v1/chat",status="400"}') == 1
+    assert delta('llm_generations_total{outcome="length"}') == 1
+    assert delta("llm_prompt_tokens_total") == prompt_tokens
+    assert delta("llm_generation_tokens_total") == 20
+    for histogram in (
+        "llm_time_to_first_token_seconds",
+        "llm_e2e_request_latency_seconds",
+        "llm_queue_time_seconds",
+    ):
+        assert delta(f"{histogram}_count") == 1, histogram
+    assert delta("llm_inter_token_latency_seconds_count") == len(result.texts) - 1
+    assert after["llm_requests_running"] == 0
+    assert after["llm_requests_waiting"] == 0
+    assert after["process_start_time_seconds"] > 0

@@ -1,0 +1,107 @@
+"""Every bad input gets a 4xx with a message that says what to fix; the server stays ready."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+GOOD_MESSAGES = [{"role": "user", "content": "hi"}]
+NATIVE_CASES: list[tuple[str, Any, int, str]] = [
+    ("malformed JSON", b'{"messages": [', 400, "not valid JSON"),
+    ("not an object", b"[1, 2]", 400, "valid dictionary"),
+    ("missing messages", {"max_new_tokens": 4}, 400, "messages: Field required"),
+    ("empty messages", {"messages": []}, 400, "at least one message"),
+    ("unknown role", {"messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages.0.role"),
+    ("non-string content", {"messages": [{"role": "user", "content": 42}]}, 400, "messages.0.content"),
+    ("null content", {"messages": [{"role": "user", "content": None}]}, 400, "messages.0.content"),
+    ("max_new_tokens 0", {"messages": GOOD_MESSAGES, "max_new_tokens": 0}, 400, "max_new_tokens"),
+    ("max_new_tokens over limit", {"messages": GOOD_MESSAGES, "max_new_tokens": 10**6}, 400, "limit of 4096"),
+    ("NaN temperature", b'{"messages": "hi", "temperature": NaN}', 400, "temperature"),
+    ("infinite top_p", b'{"messages": "hi", "top_p": Infinity}', 400, "top_p"),
+    ("temperature too high", {"messages": GOOD_MESSAGES, "temperature": 3}, 400, "temperature"),
+    ("negative temperature", {"messages": GOOD_MESSAGES, "temperature": -0.1}, 400, "temperature"),
+    ("top_p zero", {"messages": GOOD_MESSAGES, "top_p": 0}, 400, "top_p"),
+    ("top_p above one", {"messages": GOOD_MESSAGES, "top_p": 1.01}, 400, "top_p"),
+    ("negative seed", {"messages": GOOD_MESSAGES, "seed": -1}, 400, "seed"),
+    ("too many stop strings", {"messages": GOOD_MESSAGES, "stop": ["a"] * 9}, 400, "stop"),
+    ("empty stop string", {"messages": GOOD_MESSAGES, "stop": ""}, 400, "stop"),
+    ("unknown field", {"messages": GOOD_MESSAGES, "max_tokens": 4}, 400, "max_tokens"),
+    (
+        "prompt longer than the context",
+        {"messages": [{"role": "user", "content": "word " * 3000}], "max_new_tokens": 16},
+        400,
+        "context is 2048 tokens",
+    ),
+]
+OPENAI_CASES: list[tuple[str, Any, int, str]] = [
+    ("n above one", {"messages": GOOD_MESSAGES, "n": 2}, 400, "n"),
+    ("max_tokens over limit", {"messages": GOOD_MESSAGES, "max_tokens": 10**6}, 400, "max_tokens"),
+    (
+        "content parts of the wrong type",
+        {"messages": [{"role": "user", "content": [{"type": "image"}]}]},
+        400,
+        "messages.0.content",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "status", "message"), NATIVE_CASES, ids=[c[0] for c in NATIVE_CASES]
+)
+def test_native_endpoint_rejects(
+    client: httpx.Client, case: str, body: Any, status: int, message: str
+) -> None:
+    assert_rejected(client, "/v1/chat", body, status, message)
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "status", "message"), OPENAI_CASES, ids=[c[0] for c in OPENAI_CASES]
+)
+def test_openai_endpoint_rejects(
+    client: httpx.Client, case: str, body: Any, status: int, message: str
+) -> None:
+    assert_rejected(client, "/v1/chat/completions", body, status, message)
+
+
+def test_oversized_body_is_413(make_server: Callable[..., Any]) -> None:
+    big = {"messages": [{"role": "user", "content": "x" * 5000}]}
+    with make_server(max_body_bytes=4096) as url, httpx.Client(base_url=url) as http:
+        assert_rejected(http, "/v1/chat", big, 413, "larger than 4096 bytes")
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: the limit counts the bytes
+            yield b'{"messages": "'
+            for _ in range(10):
+                yield b"x" * 1000
+            yield b'"}'
+
+        response = http.post("/v1/chat", content=chunked(), headers={"Content-Type": "application/json"})
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "body_too_large"
+        assert http.get("/ready").status_code == 200
+
+
+def test_unknown_route_and_method_use_the_error_body(client: httpx.Client) -> None:
+    missing = client.get("/v1/nothing-here")
+    wrong_method = client.get("/v1/chat")
+
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found_error"
+    assert wrong_method.status_code == 405
+    assert set(wrong_method.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def assert_rejected(http: httpx.Client, path: str, body: Any, status: int, message: str) -> None:
+    if isinstance(body, bytes):
+        response = http.post(path, content=body, headers={"Content-Type": "application/json"})
+    else:
+        response = http.post(path, json=body)
+
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert message in error["message"], error
+    assert error["type"] == "invalid_request_error"
+    assert http.get("/ready").status_code == 200

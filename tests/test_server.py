@@ -1,0 +1,116 @@
+"""SIGTERM drains: /ready turns 503, new requests get 503, streams in flight finish, exit 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import wait_until_ready
+from tests.test_main import free_port
+
+
+@pytest.fixture
+def start_server(model_cache_dir: Path) -> Iterator[object]:
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(*flags: str) -> tuple[subprocess.Popen[str], str]:
+        port = free_port()
+        env = {**os.environ, "MODEL_ID": "tiny-random", "CACHE_DIR": str(model_cache_dir)}
+        command = [sys.executable, "-m", "service", "--port", str(port), *flags]
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        wait_until_ready(url)
+        return process, url
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+
+
+def stream_in_background(
+    url: str, tokens: int
+) -> tuple[threading.Thread, dict[str, object], threading.Event]:
+    """Read a /v1/chat stream on a thread; the event is set at its first text."""
+    outcome: dict[str, object] = {"texts": 0, "done": None, "error": None, "error_event": None}
+    started = threading.Event()
+
+    def read() -> None:
+        body = {"messages": "hello", "max_new_tokens": tokens, "ignore_eos": True}
+        try:
+            with (
+                httpx.Client(base_url=url, timeout=60) as http,
+                http.stream("POST", "/v1/chat", json=body) as s,
+            ):
+                event = "message"
+                for line in s.iter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        if event in ("done", "error"):
+                            outcome["done" if event == "done" else "error_event"] = json.loads(line[6:])
+                        else:
+                            outcome["texts"] = int(outcome["texts"]) + 1  # type: ignore[call-overload]
+                            started.set()
+                        event = "message"
+        except httpx.HTTPError as exc:
+            outcome["error"] = repr(exc)
+            started.set()
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    return thread, outcome, started
+
+
+def test_sigterm_lets_streams_in_flight_finish_then_exits_0(start_server) -> None:  # type: ignore[no-untyped-def]
+    process, url = start_server("--drain-timeout", "60")
+    thread, outcome, started = stream_in_background(url, tokens=1200)
+    assert started.wait(30)
+
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with httpx.Client(base_url=url, timeout=10) as http:
+        ready = http.get("/ready")
+        refused = http.post("/v1/chat", json={"messages": "hi", "max_new_tokens": 1})
+    thread.join(60)
+    exit_code = process.wait(30)
+
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "draining"
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "shutting_down"
+    assert outcome["error"] is None
+    assert isinstance(outcome["done"], dict)
+    assert outcome["done"]["usage"]["completion_tokens"] == 1200
+    assert exit_code == 0
+
+
+def test_drain_timeout_ends_long_streams_and_exits_0(start_server) -> None:  # type: ignore[no-untyped-def]
+    process, url = start_server("--drain-timeout", "0.5")
+    thread, outcome, started = stream_in_background(url, tokens=2000)
+    assert started.wait(30)
+
+    signalled_at = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    exit_code = process.wait(30)
+    thread.join(30)
+
+    assert exit_code == 0
+    assert time.monotonic() - signalled_at < 10
+    assert outcome["done"] is None  # cut short by the drain timeout...
+    assert outcome["error"] is None  # ...with an error event, not a broken connection
+    assert outcome["error_event"]["error"]["code"] == "shutting_down"  # type: ignore[index]
