@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -71,3 +72,11 @@ def test_http_layer_does_not_import_torch() -> None:
         "sys.exit(f'imported {bad}' if bad else 0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_openapi_schema_documents_every_endpoint(client: Any) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    for path in ("/v1/chat", "/v1/chat/completions", "/v1/models", "/health", "/ready", "/ping", "/metrics"):
+        assert path in paths, path
+    assert "text/event-stream" in paths["/v1/chat"]["post"]["responses"]["200"]["content"]

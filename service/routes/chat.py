@@ -25,6 +25,7 @@ router = APIRouter(tags=["chat"])
     "/v1/chat",
     summary="Stream a chat completion as server-sent events",
     response_class=GenerationStream,
+    status_code=200,
     responses={**SSE_RESPONSE_DOC, "4XX": {"model": ErrorResponse}, "5XX": {"model": ErrorResponse}},
 )
 async def chat(

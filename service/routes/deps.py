@@ -7,5 +7,5 @@ from fastapi import Request
 from service.chat_service import ChatService
 
 
-def get_chat_service(request: Request) -> ChatService:
+async def get_chat_service(request: Request) -> ChatService:
     return request.app.state.chat_service
