@@ -46,7 +46,10 @@ def steady_group(summary: dict[str, Any]) -> str:
 
 def run_title(results: dict[str, Any]) -> str:
     config = results["config"]
-    return f"{config['provider']} ({config['protocol']}, {config.get('gpu') or 'GPU not given'})"
+    gpu = f", {config['gpu']}" if config.get("gpu") else ""
+    spawn = results["run"].get("spawn")
+    cold_start = f"; process start to ready {spawn['ready_s']:.2f} s" if spawn else ""
+    return f"{config['provider']} ({config['protocol']}{gpu}){cold_start}"
 
 
 def summary_rows(summary: dict[str, Any]) -> list[list[str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from loadtest.cost import PRICES, find_price, resolve_price, run_cost
@@ -57,3 +59,15 @@ def test_every_price_has_a_source_and_every_dated_one_an_iso_date() -> None:
         assert price.source
         assert price.usd_per_s > 0
         assert price.date is None or len(price.date) == len("2026-07-01")
+
+
+def test_the_readme_price_table_lists_every_price_with_its_source() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+    for price in PRICES:
+        row = next(
+            (line for line in readme.splitlines() if f"| {price.gpu} | {price.usd_per_s} |" in line), None
+        )
+        assert row is not None, f"README lacks {price.provider} {price.gpu}"
+        assert price.source in row
+        assert (price.date or "undated") in row
