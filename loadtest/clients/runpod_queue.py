@@ -40,7 +40,7 @@ class RunPodQueueClient:
         body = {"input": native_request_body(prompt, self.max_tokens, self.ignore_eos)}
         response = await http.post(f"{self.endpoint_url}/run", json=body, headers=self.headers)
         trace.http_status = response.status_code
-        if response.status_code != 200:
+        if not response.is_success:
             trace.fail(error_from_body(response.content, response.status_code), "http_error")
             return
         job_id = response.json()["id"]
@@ -50,7 +50,7 @@ class RunPodQueueClient:
             poll = await http.get(f"{self.endpoint_url}/stream/{job_id}", headers=self.headers)
             arrival_s = trace.elapsed_s()
             trace.polls += 1
-            if poll.status_code != 200:
+            if not poll.is_success:
                 trace.http_status = poll.status_code
                 trace.fail(error_from_body(poll.content, poll.status_code), "http_error")
                 return

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 TOKENS = 24
 
 
-def read_results(out_dir: Path) -> dict:  # type: ignore[type-arg]
+def read_results(out_dir: Path) -> dict[str, Any]:
     return json.loads((out_dir / "results.json").read_text())
 
 
