@@ -9,7 +9,7 @@ trap 'rm -rf "$tmp"' EXIT
 python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q --upgrade pip
 "$tmp/venv/bin/pip" install -q "$TORCH_SPEC"
-freeze() { "$tmp/venv/bin/pip" freeze --exclude-editable | grep -viE '^(torch|triton|nvidia-|pip|setuptools|wheel)([=-]|$)' ; }
+freeze() { "$tmp/venv/bin/pip" freeze --exclude-editable | grep -viE '^(torch|triton|nvidia-|pip|setuptools|wheel|llm-serving)([=-]| @|$)' ; }
 "$tmp/venv/bin/pip" install -q .
 { echo "# Runtime pins, installed after $TORCH_SPEC. Regenerate: make lock"; freeze; } > requirements.lock
 "$tmp/venv/bin/pip" install -q ".[dev]"

@@ -1,0 +1,129 @@
+"""What every client records about one request, and the streamed POST they share.
+
+Times are seconds since the request was sent (``time.perf_counter``), taken when
+the read that carried the bytes returned, so several events that arrive in one
+read share one arrival time: that is what a client of the server saw.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from loadtest.sse import ServerSentEvent, SSEParser
+
+
+@dataclass
+class StreamTrace:
+    """Raw observations of one request; metrics.py derives the numbers from it."""
+
+    started_at_unix: float = field(default_factory=time.time)
+    _started_perf: float = field(default_factory=time.perf_counter, repr=False)
+    http_status: int | None = None
+    first_byte_s: float | None = None
+    content_arrivals_s: list[float] = field(default_factory=list)
+    output_chars: int = 0
+    end_s: float | None = None
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    server_timings: dict[str, Any] | None = None
+    instance_id: str | None = None
+    instance_started_at: float | None = None
+    polls: int | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self._started_perf
+
+    def add_content(self, text: str, arrival_s: float) -> None:
+        """One piece of generated text; empty pieces are not content and are ignored."""
+        if text:
+            self.content_arrivals_s.append(arrival_s)
+            self.output_chars += len(text)
+
+    def apply_done(self, done: dict[str, Any], arrival_s: float) -> None:
+        """The native done event (also the last chunk of the RunPod handler)."""
+        self.end_s = arrival_s
+        self.usage = done.get("usage")
+        self.finish_reason = done.get("finish_reason")
+        self.server_timings = done.get("timings")
+        instance = done.get("instance") or {}
+        self.instance_id = instance.get("id")
+        self.instance_started_at = instance.get("started_at")
+
+    def fail(self, message: str, error_type: str) -> None:
+        # The first failure is the cause; later ones (a close after an error event) are effects.
+        if self.error is None:
+            self.error = message
+            self.error_type = error_type
+        if self.end_s is None:
+            self.end_s = self.elapsed_s()
+
+
+class ChatClient(Protocol):
+    """One protocol (native SSE, OpenAI-compatible, RunPod queue): sends a prompt, fills a trace."""
+
+    protocol: str
+
+    async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None: ...
+
+
+def error_from_body(body: bytes, status_code: int) -> str:
+    """The message of the error body ``{"error": {"message": ...}}``, or the start of the text."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return f"HTTP {status_code}: {error['message']}"
+        if isinstance(error, str):
+            return f"HTTP {status_code}: {error}"
+    text = body.decode("utf-8", errors="replace").strip()
+    return f"HTTP {status_code}: {text[:200]}" if text else f"HTTP {status_code}"
+
+
+def error_from_event(data: str) -> str:
+    try:
+        payload = json.loads(data)
+        return str(payload["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return data[:200]
+
+
+async def stream_sse(
+    http: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    trace: StreamTrace,
+    on_event: Callable[[ServerSentEvent, float], bool],
+) -> None:
+    """POST ``body`` and hand each event with its arrival time to ``on_event`` until it returns True.
+
+    A non-200 status is recorded as an ``http_error``; a stream that ends before
+    ``on_event`` said it was complete as ``incomplete_stream``. Transport errors
+    (dropped connections, timeouts) propagate to the caller, which records them.
+    """
+    request_headers = {"Accept": "text/event-stream", **headers}
+    async with http.stream("POST", url, json=body, headers=request_headers) as response:
+        trace.http_status = response.status_code
+        if response.status_code != 200:
+            trace.fail(error_from_body(await response.aread(), response.status_code), "http_error")
+            return
+        parser = SSEParser()
+        async for chunk in response.aiter_bytes():
+            arrival_s = trace.elapsed_s()
+            if trace.first_byte_s is None:
+                trace.first_byte_s = arrival_s
+            for event in parser.feed(chunk):
+                if on_event(event, arrival_s):
+                    return
+    trace.fail("the stream ended before its final event", "incomplete_stream")

@@ -1,0 +1,45 @@
+"""The service's native endpoint, ``POST /v1/chat``: text events, then ``event: done``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import httpx
+
+from loadtest.clients.base import StreamTrace, error_from_event, stream_sse
+from loadtest.sse import ServerSentEvent
+
+
+def native_request_body(prompt: str, max_tokens: int, ignore_eos: bool) -> dict[str, object]:
+    """The /v1/chat body; the RunPod handler takes the same body as its ``input``."""
+    return {
+        "messages": [{"role": "user", "content": prompt}],
+        "max_new_tokens": max_tokens,
+        "ignore_eos": ignore_eos,
+    }
+
+
+@dataclass
+class NativeClient:
+    base_url: str
+    max_tokens: int
+    ignore_eos: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    protocol: str = "native"
+
+    async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None:
+        body = native_request_body(prompt, self.max_tokens, self.ignore_eos)
+
+        def on_event(event: ServerSentEvent, arrival_s: float) -> bool:
+            if event.event == "error":
+                trace.fail(error_from_event(event.data), "stream_error")
+                return True
+            if event.event == "done":
+                trace.apply_done(json.loads(event.data), arrival_s)
+                return True
+            if event.event == "message":
+                trace.add_content(json.loads(event.data).get("text") or "", arrival_s)
+            return False  # other event types (pings) carry no output
+
+        await stream_sse(http, f"{self.base_url}/v1/chat", body, self.headers, trace, on_event)

@@ -1,0 +1,75 @@
+"""Any OpenAI-compatible server: ``POST /v1/chat/completions`` with ``stream: true``.
+
+The first chunk of OpenAI's stream carries only the role (empty content); it and
+any other chunk without content text are not tokens. Usage comes from the last
+chunk, asked for with ``stream_options.include_usage``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from loadtest.clients.base import StreamTrace, error_from_event, stream_sse
+from loadtest.sse import ServerSentEvent
+
+
+@dataclass
+class OpenAIClient:
+    base_url: str
+    max_tokens: int
+    model: str | None = None
+    ignore_eos: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    protocol: str = "openai"
+
+    def request_body(self, prompt: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": self.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.model:
+            body["model"] = self.model
+        if self.ignore_eos:
+            # Not an OpenAI field: vLLM, SGLang and this service honour it; api.openai.com rejects it.
+            body["ignore_eos"] = True
+        return body
+
+    async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None:
+        def on_event(event: ServerSentEvent, arrival_s: float) -> bool:
+            if event.data == "[DONE]":
+                trace.end_s = arrival_s
+                return True
+            if event.event == "error":
+                trace.fail(error_from_event(event.data), "stream_error")
+                return True
+            chunk = json.loads(event.data)
+            if "error" in chunk:
+                trace.fail(error_from_event(event.data), "stream_error")
+                return True
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                trace.add_content(delta.get("content") or "", arrival_s)
+                if choice.get("finish_reason"):
+                    trace.finish_reason = choice["finish_reason"]
+            if chunk.get("usage"):
+                trace.usage = chunk["usage"]
+            return False
+
+        url = f"{self.base_url}/v1/chat/completions"
+        await stream_sse(http, url, self.request_body(prompt), self.headers, trace, on_event)
+
+
+async def discover_model(http: httpx.AsyncClient, base_url: str, headers: dict[str, str]) -> str | None:
+    """The first model ``GET /v1/models`` lists (OpenAI-compatible servers want a model name), or None."""
+    try:
+        response = await http.get(f"{base_url}/v1/models", headers=headers)
+        models = response.json().get("data") or [] if response.status_code == 200 else []
+    except (httpx.HTTPError, ValueError):
+        return None
+    return models[0].get("id") if models else None

@@ -1,0 +1,146 @@
+"""One run, start to finish: spawn, send, mark cold requests, cost, write results, report, plots."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loadtest.clients.openai_compatible import discover_model
+from loadtest.cost import resolve_price, run_cost
+from loadtest.metrics import RequestRecord, mark_cold, summarize
+from loadtest.plots import write_plots
+from loadtest.prompts import DEFAULT_PROMPTS_FILE, load_prompts
+from loadtest.providers import PROVIDERS, auth_headers, build_client, normalize_base_url
+from loadtest.report import render_report, run_title
+from loadtest.results import DEFINITIONS, write_results
+from loadtest.runner import LoadPlan, run_load
+from loadtest.spawn import SpawnedServer, redact_command, spawn_server
+
+REPORT_FILE = "report.md"
+SERVER_LOG = "server.log"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    out_dir: Path
+    url: str | None = None  # None only with spawn: the spawned server's URL
+    provider: str = "local"
+    protocol: str | None = None  # None: the provider's
+    plan: LoadPlan = field(default_factory=LoadPlan)
+    max_tokens: int = 512
+    ignore_eos: bool = True
+    model: str | None = None
+    gpu: str | None = None
+    price_per_second: float | None = None
+    prompts_file: Path = DEFAULT_PROMPTS_FILE
+    spawn: str | None = None
+    spawn_timeout_s: float = 600.0
+    poll_interval_s: float = 0.2
+
+    @property
+    def resolved_protocol(self) -> str:
+        return self.protocol or PROVIDERS[self.provider].protocol
+
+
+def config_record(config: RunConfig, url: str, model: str | None, credentials: list[str]) -> dict[str, Any]:
+    """The configuration as results.json keeps it: env var names, never their values."""
+    return {
+        "provider": config.provider,
+        "protocol": config.resolved_protocol,
+        "url": str(httpx.URL(url).copy_with(username=None, password=None)),
+        "model": model,
+        "gpu": config.gpu,
+        "max_tokens": config.max_tokens,
+        "ignore_eos": config.ignore_eos,
+        "prompts_file": str(config.prompts_file),
+        "spawn": " ".join(redact_command(shlex.split(config.spawn))) if config.spawn else None,
+        "poll_interval_s": config.poll_interval_s,
+        "credentials_from_env": credentials,
+        **asdict(config.plan),
+    }
+
+
+def run_experiment(
+    config: RunConfig,
+    env: Mapping[str, str] = os.environ,
+    progress: Callable[[int, str], contextlib.AbstractContextManager[Any]] | None = None,
+) -> dict[str, Any]:
+    """Run it, write results.json, report.md and the plots into ``config.out_dir``; return the results.
+
+    ``progress(total, label)`` makes a context with an ``on_record(record)`` method (the rich bar).
+    Raises ValueError for a configuration that cannot run (no URL, unknown GPU, no prompts).
+    """
+    if config.url is None and config.spawn is None:
+        raise ValueError("give --url, --spawn, or both")
+    price = resolve_price(config.provider, config.gpu, config.price_per_second)
+    prompts = load_prompts(config.prompts_file)
+    headers, credentials = auth_headers(PROVIDERS[config.provider], env)
+    run_started_at = time.time()  # before the spawn: a process started from here on is new
+    with _maybe_spawn(config) as spawned:
+        url = spawned.url if spawned else str(config.url)
+        protocol = config.resolved_protocol
+        model = config.model
+        if protocol == "openai" and model is None:
+            model = asyncio.run(_discover(normalize_base_url(url, protocol), headers))
+        client = build_client(
+            protocol, url, headers, config.max_tokens, config.ignore_eos, model, config.poll_interval_s
+        )
+        context = progress(config.plan.requests, config.provider) if progress else contextlib.nullcontext()
+        with context as bar:
+            on_record: Callable[[RequestRecord], None] | None = bar.on_record if bar else None
+            outcome = asyncio.run(run_load(client, prompts, config.plan, on_record))
+    mark_cold(outcome.records, run_started_at)
+    summary = summarize(outcome.records, outcome.wall_s)
+    results: dict[str, Any] = {
+        "config": config_record(config, url, model, credentials),
+        "run": {
+            "started_at_unix": run_started_at,
+            "started_at_iso": datetime.fromtimestamp(run_started_at, UTC).isoformat(timespec="seconds"),
+            "stopped_by_deadline": outcome.stopped_by_deadline,
+            "spawn": _spawn_record(spawned),
+        },
+        "definitions": DEFINITIONS,
+        "summary": summary,
+        "cost": run_cost(price, outcome.wall_s, len(outcome.records), summary["output_tokens"]),
+        "requests": [record.to_dict() for record in outcome.records],
+    }
+    out_dir = config.out_dir
+    write_results(out_dir, results)
+    plot_files = write_plots(results, out_dir, run_title(results))
+    (out_dir / REPORT_FILE).write_text(render_report(results, plot_files), encoding="utf-8")
+    return results
+
+
+async def _discover(base_url: str, headers: dict[str, str]) -> str | None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await discover_model(http, base_url, headers)
+
+
+@contextlib.contextmanager
+def _maybe_spawn(config: RunConfig) -> Iterator[SpawnedServer | None]:
+    if config.spawn is None:
+        yield None
+        return
+    log_path = config.out_dir / SERVER_LOG
+    with spawn_server(config.spawn, log_path, config.url, config.spawn_timeout_s) as spawned:
+        yield spawned
+
+
+def _spawn_record(spawned: SpawnedServer | None) -> dict[str, Any] | None:
+    if spawned is None:
+        return None
+    return {
+        "command": redact_command(spawned.command),
+        "spawned_at_unix": spawned.spawned_at_unix,
+        "ready_s": spawned.ready_s,
+    }

@@ -1,0 +1,135 @@
+"""``python loadtest/run.py``: measure cold start, TTFT, latency, tokens/s and cost of one deployment.
+
+    python loadtest/run.py --spawn "python -m service --model tiny-random" --out runs/local
+    python loadtest/run.py --url https://...modal.run --provider modal --gpu A100-80GB --out runs/modal
+    python loadtest/run.py --compare runs/local runs/modal --out runs/compare
+
+README, section "Load testing", defines every number and shows each provider's command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from loadtest.console import RunProgress, console, print_summary
+from loadtest.experiment import RunConfig, run_experiment
+from loadtest.prompts import DEFAULT_PROMPTS_FILE
+from loadtest.providers import PROTOCOLS, PROVIDERS
+from loadtest.report import render_comparison
+from loadtest.runner import LoadPlan
+
+COMPARE_FILE = "compare.md"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--url", help="the server's root URL (RunPod queue: https://api.runpod.ai/v2/ENDPOINT_ID)"
+    )
+    parser.add_argument(
+        "--provider", choices=sorted(PROVIDERS), default="local", help="credentials and prices"
+    )
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="override the provider's protocol")
+    parser.add_argument("--out", type=Path, help="directory for results.json, report.md and plots")
+    parser.add_argument("--requests", type=int, default=30, help="requests to send (default 30)")
+    parser.add_argument("--cold", type=int, default=5, help="the first N are the warm-up phase (default 5)")
+    parser.add_argument("--max-tokens", type=int, default=512, help="tokens per answer (default 512)")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="requests in flight (default 1: sequential)"
+    )
+    parser.add_argument("--sweep", help="concurrency levels, e.g. 1,4,8,16: one run each into OUT/cN")
+    parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS_FILE, help="one prompt per line")
+    parser.add_argument(
+        "--model", help="model name for OpenAI-compatible servers (default: the first listed)"
+    )
+    parser.add_argument(
+        "--no-ignore-eos",
+        dest="ignore_eos",
+        action="store_false",
+        help="do not send ignore_eos (api.openai.com rejects it); lengths then vary",
+    )
+    parser.add_argument("--gpu", help="GPU for the price table, e.g. A100-80GB, H100, 'H100 PRO'")
+    parser.add_argument("--price-per-second", type=float, help="USD per second, instead of the table")
+    parser.add_argument(
+        "--spawn", help='start this server command first, e.g. "python -m service --model tiny-random"'
+    )
+    parser.add_argument("--spawn-timeout", type=float, default=600.0, help="seconds to wait for /ready")
+    parser.add_argument("--request-timeout", type=float, default=600.0, help="seconds per request at most")
+    parser.add_argument(
+        "--max-duration", type=float, default=3600.0, help="seconds for the whole run at most"
+    )
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.2, help="RunPod queue: seconds between polls"
+    )
+    parser.add_argument("--compare", nargs="+", type=Path, metavar="DIR", help="compare finished runs")
+    args = parser.parse_args(argv)
+    if not args.compare and args.out is None:
+        parser.error("--out is required")
+    if not args.compare and args.url is None and args.spawn is None:
+        parser.error("give --url, --spawn, or both")
+    if min(args.requests, args.max_tokens, args.concurrency) < 1 or args.cold < 0:
+        parser.error("--requests, --max-tokens and --concurrency must be at least 1, --cold at least 0")
+    return args
+
+
+def config_for(args: argparse.Namespace, out_dir: Path, concurrency: int) -> RunConfig:
+    plan = LoadPlan(args.requests, args.cold, concurrency, args.request_timeout, args.max_duration)
+    return RunConfig(
+        out_dir=out_dir,
+        url=args.url,
+        provider=args.provider,
+        protocol=args.protocol,
+        plan=plan,
+        max_tokens=args.max_tokens,
+        ignore_eos=args.ignore_eos,
+        model=args.model,
+        gpu=args.gpu,
+        price_per_second=args.price_per_second,
+        prompts_file=args.prompts,
+        spawn=args.spawn,
+        spawn_timeout_s=args.spawn_timeout,
+        poll_interval_s=args.poll_interval,
+    )
+
+
+def compare(run_dirs: list[Path], out_dir: Path | None) -> None:
+    markdown = render_comparison(run_dirs)
+    if out_dir is None:
+        print(markdown)
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / COMPARE_FILE).write_text(markdown, encoding="utf-8")
+    console.print(f"wrote {out_dir / COMPARE_FILE}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status 0 when at least one request succeeded in every run, 1 otherwise."""
+    args = parse_args(argv)
+    if args.compare:
+        compare(args.compare, args.out)
+        return 0
+    levels = [int(level) for level in args.sweep.split(",")] if args.sweep else [args.concurrency]
+    run_dirs = [args.out / f"c{level}" for level in levels] if args.sweep else [args.out]
+    every_run_answered = True
+    for level, run_dir in zip(levels, run_dirs, strict=True):
+        try:
+            results = run_experiment(config_for(args, run_dir, level), progress=RunProgress)
+        except (ValueError, RuntimeError, TimeoutError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            return 2
+        print_summary(results, str(run_dir))
+        every_run_answered &= results["summary"]["ok"] > 0
+    if args.sweep:
+        compare(run_dirs, args.out)
+    return 0 if every_run_answered else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

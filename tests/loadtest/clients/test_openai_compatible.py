@@ -1,0 +1,106 @@
+"""The OpenAI-compatible client: role-only first chunks, usage chunks, [DONE], errors.
+
+Tolerance as in test_native: events are never early, and may be 30 ms late on a busy machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from loadtest.clients import OpenAIClient
+from loadtest.metrics import RequestRecord, build_record
+from loadtest.runner import send_one
+from tests.loadtest.scripted_server import Script, ScriptedServer, scripted_server
+
+LATE_TOLERANCE_S = 0.030
+
+
+def chunk(delta: dict[str, Any] | None = None, finish_reason: str | None = None, **extra: Any) -> bytes:
+    body: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "model": "m", **extra}
+    if "choices" not in extra:
+        body["choices"] = [{"index": 0, "delta": delta or {}, "finish_reason": finish_reason}]
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def usage_chunk(completion_tokens: int) -> bytes:
+    usage = {
+        "prompt_tokens": 4,
+        "completion_tokens": completion_tokens,
+        "total_tokens": 4 + completion_tokens,
+    }
+    return chunk(choices=[], usage=usage)
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with scripted_server() as running:
+        yield running
+
+
+def measure(server: ScriptedServer, script: Script) -> RequestRecord:
+    server.scripts["/v1/chat/completions"] = script
+    client = OpenAIClient(f"{server.url}", max_tokens=8, model="m")
+
+    async def send() -> RequestRecord:
+        async with httpx.AsyncClient() as http:
+            return build_record(0, 0, "steady", await send_one(client, http, "hi", 10.0))
+
+    return asyncio.run(send())
+
+
+def test_a_role_only_first_chunk_is_not_the_first_token(server: ScriptedServer) -> None:
+    script = Script(
+        steps=[
+            (0.050, chunk({"role": "assistant", "content": ""})),
+            (0.250, chunk({"content": "Hello"})),
+            (0.050, chunk({"content": " world"})),
+            (0.0, chunk({}, finish_reason="length") + usage_chunk(2) + b"data: [DONE]\n\n"),
+        ]
+    )
+
+    record = measure(server, script)
+
+    assert record.ok
+    assert record.time_to_first_byte_s < 0.300
+    assert 0.300 <= record.ttft_s <= 0.300 + LATE_TOLERANCE_S
+    assert record.output_tokens == 2
+    assert record.content_chunks == 2
+    assert record.finish_reason == "length"
+
+
+def test_without_usage_the_token_count_is_the_chunk_count_and_says_so(server: ScriptedServer) -> None:
+    script = Script(steps=[(0.0, chunk({"content": "a"}) + chunk({"content": "b"}) + b"data: [DONE]\n\n")])
+
+    record = measure(server, script)
+
+    assert record.output_tokens == 2
+    assert record.output_tokens_source == "chunks"
+    assert record.usage_completion_tokens is None
+    assert not record.token_count_mismatch
+
+
+def test_an_error_in_a_data_chunk_fails_the_request(server: ScriptedServer) -> None:
+    error = b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n'
+    script = Script(steps=[(0.0, chunk({"content": "a"})), (0.0, error)])
+
+    record = measure(server, script)
+
+    assert record.error == "overloaded"
+    assert record.error_type == "stream_error"
+
+
+def test_the_request_streams_with_usage_and_fixed_length(server: ScriptedServer) -> None:
+    measure(server, Script(steps=[(0.0, b"data: [DONE]\n\n")]))
+
+    body = server.requests[0].body
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["max_tokens"] == 8
+    assert body["ignore_eos"] is True
+    assert body["model"] == "m"

@@ -1,0 +1,178 @@
+"""``python loadtest/run.py`` end to end: the real service on the tiny model, and the scripted server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loadtest import run
+from tests.loadtest.scripted_server import Script, done_event, scripted_server, text_event
+
+REPO = Path(__file__).resolve().parents[2]
+TOKENS = 24
+
+
+def read_results(out_dir: Path) -> dict[str, Any]:
+    return json.loads((out_dir / "results.json").read_text())
+
+
+def test_spawn_measures_cold_start_and_splits_cold_from_warm(tmp_path: Path) -> None:
+    """The Done-when command, smaller: the first request meets the new process, the rest a warm one."""
+    out_dir = tmp_path / "local"
+    command = [sys.executable, "loadtest/run.py", "--spawn", "python -m service --model tiny-random"]
+    command += ["--out", str(out_dir), "--requests", "4", "--cold", "2", "--max-tokens", str(TOKENS)]
+
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    results = read_results(out_dir)
+    assert results["run"]["spawn"]["ready_s"] > 0
+    records = results["requests"]
+    assert [record["cold"] for record in records] == [True, False, False, False]
+    assert [record["phase"] for record in records] == ["warmup", "warmup", "steady", "steady"]
+    assert all(record["ok"] and record["http_status"] == 200 for record in records)
+    assert all(record["output_tokens"] == record["usage_completion_tokens"] == TOKENS for record in records)
+    assert all(record["ttft_s"] <= record["e2e_s"] for record in records)
+    summary = results["summary"]
+    assert summary["groups"]["cold"]["ok"] == 1
+    assert summary["groups"]["warm"]["ok"] == 3
+    assert set(summary["groups"]["all"]["metrics"]["ttft_s"]) == {"mean", "p50", "p90", "p99", "min", "max"}
+    assert results["cost"]["run_usd"] == 0.0
+    for name in ("report.md", "per_request.png", "distributions.png"):
+        assert (out_dir / name).stat().st_size > 0
+
+
+def test_the_openai_endpoint_counts_tokens_like_the_native_one(server_url: str, tmp_path: Path) -> None:
+    out_dir = tmp_path / "openai"
+
+    status = run.main(
+        [
+            "--url",
+            f"{server_url}/v1",
+            "--provider",
+            "openai",
+            "--out",
+            str(out_dir),
+            "--requests",
+            "2",
+            "--cold",
+            "1",
+            "--max-tokens",
+            str(TOKENS),
+        ]
+    )
+
+    assert status == 0
+    results = read_results(out_dir)
+    assert results["config"]["protocol"] == "openai"
+    assert results["config"]["model"] == "tiny-random"  # discovered from /v1/models
+    for record in results["requests"]:
+        assert record["output_tokens"] == TOKENS
+        assert record["output_tokens_source"] == "usage"
+        assert record["cold"] is None  # OpenAI chunks do not say which instance answered
+    assert "cold and warm are unknown" in (out_dir / "report.md").read_text()
+
+
+def test_a_sweep_runs_each_level_and_compares_them(server_url: str, tmp_path: Path) -> None:
+    status = run.main(
+        [
+            "--url",
+            server_url,
+            "--out",
+            str(tmp_path),
+            "--sweep",
+            "1,2",
+            "--requests",
+            "2",
+            "--cold",
+            "0",
+            "--max-tokens",
+            "8",
+        ]
+    )
+
+    assert status == 0
+    assert read_results(tmp_path / "c1")["config"]["concurrency"] == 1
+    assert read_results(tmp_path / "c2")["config"]["concurrency"] == 2
+    comparison = (tmp_path / "compare.md").read_text()
+    assert f"`{tmp_path / 'c1'}`" in comparison
+    assert f"`{tmp_path / 'c2'}`" in comparison
+
+
+def test_compare_puts_runs_side_by_side_with_their_cost(server_url: str, tmp_path: Path) -> None:
+    for name, gpu in (("modal", "A100-80GB"), ("runpod", "L4")):
+        run.main(
+            [
+                "--url",
+                server_url,
+                "--provider",
+                name,
+                "--gpu",
+                gpu,
+                "--out",
+                str(tmp_path / name),
+                "--requests",
+                "2",
+                "--cold",
+                "1",
+                "--max-tokens",
+                "8",
+            ]
+        )
+
+    status = run.main(
+        ["--compare", str(tmp_path / "modal"), str(tmp_path / "runpod"), "--out", str(tmp_path)]
+    )
+
+    assert status == 0
+    lines = (tmp_path / "compare.md").read_text().splitlines()
+    modal_row = next(line for line in lines if "modal (native)" in line)
+    runpod_row = next(line for line in lines if "runpod (native)" in line)
+    assert "A100-80GB" in modal_row
+    assert "L4" in runpod_row
+    assert "$" in modal_row
+
+
+def test_api_keys_are_sent_but_never_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-do-not-write-me-0123456789"
+    monkeypatch.setenv("RUNPOD_API_KEY", secret)
+    with scripted_server() as server:
+        server.scripts["/v1/chat"] = Script(steps=[(0.0, text_event("a")), (0.0, done_event(1))])
+
+        status = run.main(
+            [
+                "--url",
+                server.url,
+                "--provider",
+                "runpod",
+                "--out",
+                str(tmp_path),
+                "--requests",
+                "1",
+                "--cold",
+                "0",
+                "--max-tokens",
+                "1",
+            ]
+        )
+
+    assert status == 0
+    assert server.requests[0].headers["authorization"] == f"Bearer {secret}"
+    for written in tmp_path.iterdir():
+        assert secret.encode() not in written.read_bytes(), written.name
+    assert read_results(tmp_path)["config"]["credentials_from_env"] == ["RUNPOD_API_KEY"]
+
+
+def test_when_every_request_fails_the_exit_status_says_so(tmp_path: Path) -> None:
+    with scripted_server() as server:
+        server.scripts["/v1/chat"] = Script(status=429, content_type="application/json", steps=[(0.0, b"{}")])
+
+        status = run.main(["--url", server.url, "--out", str(tmp_path), "--requests", "2", "--cold", "0"])
+
+    assert status == 1
+    assert read_results(tmp_path)["summary"]["error_types"] == {"http_error": 2}
