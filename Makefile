@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-all lint format lock clean
+.PHONY: install run test test-slow test-all lint format lock clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ lint: install
 
 test: lint ## lint, then every test but the slow ones (a few minutes)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install ## only the slow tests: schemathesis and the soak
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test-all: lint ## every test, slow ones included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
