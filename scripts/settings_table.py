@@ -31,5 +31,16 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
+def write_into(readme: Path) -> None:
+    """Replace the table in ``readme`` (from its header row to the next blank line)."""
+    text = readme.read_text()
+    start = text.index("| Flag | Env var |")
+    end = text.index("\n\n", start)
+    readme.write_text(text[:start] + settings_table() + text[end:])
+
+
 if __name__ == "__main__":
-    print(settings_table())
+    if sys.argv[1:2] == ["--write"]:
+        write_into(Path(sys.argv[2]))
+    else:
+        print(settings_table())

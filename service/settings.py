@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers).")
     port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
+    engine: Literal["sequential", "batched"] = Field(
+        "sequential",
+        description="'sequential': one generate() at a time; 'batched': transformers' continuous "
+        "batching (README: Engines).",
+    )
+    max_batch_size: int = Field(
+        16, ge=1, description="Batched engine: requests in one batch (the default max_concurrency)."
+    )
     device: str = Field(
         "auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda' or 'cuda:N'."
     )

@@ -17,7 +17,7 @@ import uvicorn
 from httpx_sse import connect_sse
 
 from service.app import create_app
-from service.engine.sequential import SequentialEngine
+from service.engine.base import Engine
 from service.settings import Settings
 
 
@@ -27,10 +27,31 @@ def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("model-cache")
 
 
+ENGINES = ("sequential", "batched")
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine_name(request: pytest.FixtureRequest) -> str:
+    """Every test that builds a server runs once per engine, so neither can drift."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def make_settings(model_cache_dir: Path) -> Callable[..., Settings]:
+def engine_class(engine_name: str) -> Callable[..., Engine]:
+    """The engine class under test; takes ``(settings, loader=...)``."""
+    if engine_name == "batched":
+        from service.engine.batched import BatchedEngine
+
+        return BatchedEngine
+    from service.engine.sequential import SequentialEngine
+
+    return SequentialEngine
+
+
+@pytest.fixture(scope="session")
+def make_settings(model_cache_dir: Path, engine_name: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"model": "tiny-random", "cache_dir": model_cache_dir}
+        values: dict[str, Any] = {"model": "tiny-random", "cache_dir": model_cache_dir, "engine": engine_name}
         values.update(overrides)
         return Settings(**values)
 
@@ -147,7 +168,10 @@ def stream_chat(client: httpx.Client, payload: dict[str, Any], path: str = "/v1/
 
 
 class FaultyGenerate:
-    """Wraps a real model's generate() so a test can make the next call raise."""
+    """Wraps a real model's forward() so a test can make the next decode step raise.
+
+    forward() is what both engines call (generate() and the continuous-batching loop).
+    """
 
     def __init__(self) -> None:
         self.fail_next = threading.Event()
@@ -156,15 +180,15 @@ class FaultyGenerate:
         from service.engine.loader import load_model
 
         loaded = load_model(settings)
-        real_generate = loaded.model.generate
+        real_forward = loaded.model.forward
 
-        def generate(*args: Any, **kwargs: Any) -> Any:
+        def forward(*args: Any, **kwargs: Any) -> Any:
             if self.fail_next.is_set():
                 self.fail_next.clear()
-                raise RuntimeError("injected failure in generate()")
-            return real_generate(*args, **kwargs)
+                raise RuntimeError("injected failure in the model's forward()")
+            return real_forward(*args, **kwargs)
 
-        loaded.model.generate = generate
+        loaded.model.forward = forward
         return loaded
 
 
@@ -174,7 +198,9 @@ def faulty() -> FaultyGenerate:
 
 
 @pytest.fixture(scope="session")
-def faulty_server_url(settings: Settings, faulty: FaultyGenerate) -> Iterator[str]:
-    engine = SequentialEngine(settings, loader=faulty.loader)
+def faulty_server_url(
+    settings: Settings, faulty: FaultyGenerate, engine_class: Callable[..., Engine]
+) -> Iterator[str]:
+    engine = engine_class(settings, loader=faulty.loader)
     with serve(create_app(settings, engine)) as url:
         yield url

@@ -73,9 +73,15 @@ def test_health_ready_ping_and_metrics_stay_open(protected_url: str) -> None:
         assert [http.get(p).status_code for p in ("/health", "/ready", "/ping", "/metrics")] == [200] * 4
 
 
-def test_a_key_never_appears_in_the_logs(model_cache_dir: Path) -> None:
+def test_a_key_never_appears_in_the_logs(model_cache_dir: Path, engine_name: str) -> None:
     port = free_port()
-    env = {**os.environ, "API_KEY": KEYS, "MODEL_ID": "tiny-random", "CACHE_DIR": str(model_cache_dir)}
+    env = {
+        **os.environ,
+        "API_KEY": KEYS,
+        "MODEL_ID": "tiny-random",
+        "CACHE_DIR": str(model_cache_dir),
+        "ENGINE": engine_name,
+    }
     command = [sys.executable, "-m", "service", "--port", str(port), "--log-level", "debug"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -23,10 +23,10 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server_process(model_cache_dir: Path) -> Iterator[str]:
+def server_process(model_cache_dir: Path, engine_name: str) -> Iterator[str]:
     port = free_port()
     # The model comes from the env var and the port from the flag: both paths work.
-    env = {**os.environ, "MODEL_ID": "tiny-random", "CACHE_DIR": str(model_cache_dir)}
+    env = {**os.environ, "MODEL_ID": "tiny-random", "CACHE_DIR": str(model_cache_dir), "ENGINE": engine_name}
     process = subprocess.Popen(
         [sys.executable, "-m", "service", "--port", str(port), "--host", "127.0.0.1"],
         env=env,

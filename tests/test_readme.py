@@ -10,7 +10,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
 def test_settings_table_matches_the_settings_class() -> None:
-    assert settings_table() in README, "regenerate with: python scripts/settings_table.py"
+    assert settings_table() in README, "regenerate with: python scripts/settings_table.py --write README.md"
 
 
 def test_set_up_is_make_run_and_make_test() -> None:

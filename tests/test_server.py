@@ -20,12 +20,17 @@ from tests.test_main import free_port
 
 
 @pytest.fixture
-def start_server(model_cache_dir: Path) -> Iterator[object]:
+def start_server(model_cache_dir: Path, engine_name: str) -> Iterator[object]:
     processes: list[subprocess.Popen[str]] = []
 
     def start(*flags: str) -> tuple[subprocess.Popen[str], str]:
         port = free_port()
-        env = {**os.environ, "MODEL_ID": "tiny-random", "CACHE_DIR": str(model_cache_dir)}
+        env = {
+            **os.environ,
+            "MODEL_ID": "tiny-random",
+            "CACHE_DIR": str(model_cache_dir),
+            "ENGINE": engine_name,
+        }
         command = [sys.executable, "-m", "service", "--port", str(port), *flags]
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

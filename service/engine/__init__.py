@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 def create_engine(settings: Settings) -> Engine:
     """Build the engine the settings ask for (weights load later, in ``Engine.start``)."""
+    if settings.engine == "batched":
+        from service.engine.batched import BatchedEngine
+
+        return BatchedEngine(settings)
     from service.engine.sequential import SequentialEngine
 
     return SequentialEngine(settings)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import torch
+from transformers import LogitsProcessorList
 
 from service.engine.base import (
     Engine,
@@ -26,13 +27,14 @@ from service.engine.base import (
     EngineState,
     GenerationEvent,
     GenerationFinished,
-    InvalidPromptError,
     Message,
     Prompt,
     SamplingParams,
     TextDelta,
 )
 from service.engine.loader import LoadedModel, load_model
+from service.engine.prompt import render_chat
+from service.engine.sampling import SeededSampler, random_seed
 from service.engine.streamer import GenerationStopped, TokenStreamer
 from service.settings import Settings
 
@@ -112,20 +114,7 @@ class SequentialEngine(Engine):
             pass
 
     async def render_prompt(self, messages: Sequence[Message]) -> Prompt:
-        tokenizer = self._require_loaded().tokenizer
-        chat = [{"role": m.role, "content": m.content} for m in messages]
-        try:
-            # Templates with long prompts take milliseconds: keep them off the event loop.
-            token_ids = await asyncio.to_thread(
-                tokenizer.apply_chat_template,
-                chat,
-                add_generation_prompt=chat[-1]["role"] != "assistant",
-                tokenize=True,
-                return_dict=False,
-            )
-        except Exception as exc:  # templates raise for e.g. roles that do not alternate
-            raise InvalidPromptError(f"the model's chat template rejected the messages: {exc}") from exc
-        return Prompt(token_ids=list(token_ids))
+        return await render_chat(self._require_loaded().tokenizer, messages)
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         if not self.ready:
@@ -183,15 +172,13 @@ class SequentialEngine(Engine):
             return  # the client left while waiting in the queue
         queue_s = time.perf_counter() - submitted_at
         try:
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
             input_ids = torch.tensor([prompt.token_ids], device=loaded.device)
             with torch.inference_mode(), contextlib.suppress(GenerationStopped):
                 loaded.model.generate(
                     input_ids,
                     attention_mask=torch.ones_like(input_ids),
                     streamer=streamer,
-                    **_generate_kwargs(params, loaded.tokenizer),
+                    **_generate_kwargs(params, loaded.tokenizer, len(prompt.token_ids)),
                 )
         except Exception as exc:
             logger.exception("generate() failed")
@@ -238,17 +225,25 @@ class SequentialEngine(Engine):
         return self._loaded
 
 
-def _generate_kwargs(params: SamplingParams, tokenizer: Any) -> dict[str, Any]:
+def _generate_kwargs(params: SamplingParams, tokenizer: Any, prompt_length: int) -> dict[str, Any]:
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # Sampling is argmax over seeded Gumbel-perturbed scores (service.engine.sampling),
+    # so generate() itself always decodes greedily.
+    sampler = SeededSampler(
+        temperature=params.temperature,
+        top_p=params.top_p,
+        seed=params.seed if params.seed is not None else random_seed(),
+        prompt_length=prompt_length,
+    )
     kwargs: dict[str, Any] = {
         "max_new_tokens": params.max_new_tokens,
-        "pad_token_id": tokenizer.pad_token_id
-        if tokenizer.pad_token_id is not None
-        else tokenizer.eos_token_id,
+        "pad_token_id": pad_token_id,
+        "do_sample": False,
+        "temperature": None,
+        "top_p": None,
+        "top_k": None,
+        "logits_processor": LogitsProcessorList([sampler]),
     }
-    if params.temperature > 0:
-        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=None)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     if params.ignore_eos:
         # The EOS token is masked until max_new_tokens: the length is exact.
         kwargs["min_new_tokens"] = params.max_new_tokens

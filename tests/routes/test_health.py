@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from service.app import create_app
-from service.engine.sequential import SequentialEngine
+from service.engine.base import Engine
 from service.settings import Settings
 from tests.conftest import serve, wait_until_ready
 
@@ -28,10 +28,12 @@ class GatedLoader:
         return load_model(settings)
 
 
-def test_not_ready_until_the_model_is_loaded(make_settings: Callable[..., Settings]) -> None:
+def test_not_ready_until_the_model_is_loaded(
+    make_settings: Callable[..., Settings], engine_class: Callable[..., Engine]
+) -> None:
     loader = GatedLoader()
     settings = make_settings()
-    app = create_app(settings, SequentialEngine(settings, loader=loader))
+    app = create_app(settings, engine_class(settings, loader=loader))
 
     with serve(app, wait_ready=False) as url, httpx.Client(base_url=url, timeout=30) as http:
         assert http.get("/health").status_code == 200

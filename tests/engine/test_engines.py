@@ -1,4 +1,4 @@
-"""The one-at-a-time engine, driven directly (no HTTP)."""
+"""Both engines, driven directly (no HTTP)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from service.engine.base import (
+    Engine,
     EngineError,
     EngineState,
     GenerationFinished,
@@ -16,40 +17,45 @@ from service.engine.base import (
     SamplingParams,
     TextDelta,
 )
-from service.engine.sequential import SequentialEngine
 from service.settings import Settings
 
 HELLO = [Message(role="user", content="hello")]
 
 
-def run(coro_fn: Callable[[SequentialEngine], object], settings: Settings) -> object:
-    async def main() -> object:
-        engine = SequentialEngine(settings)
-        await engine.start()
-        try:
-            return await coro_fn(engine)  # type: ignore[misc]
-        finally:
-            await engine.close()
+@pytest.fixture
+def run(settings: Settings, engine_class: Callable[..., Engine]) -> Callable[..., object]:
+    """``run(check)``: start an engine, await ``check(engine)``, close the engine."""
 
-    return asyncio.run(main())
+    def run_check(coro_fn: Callable[[Engine], object]) -> object:
+        return asyncio.run(_with_engine(engine_class(settings), coro_fn))
+
+    return run_check
 
 
-def test_start_loads_warms_up_and_close_stops(settings: Settings) -> None:
-    async def check(engine: SequentialEngine) -> None:
+async def _with_engine(engine: Engine, coro_fn: Callable[[Engine], object]) -> object:
+    await engine.start()
+    try:
+        return await coro_fn(engine)  # type: ignore[misc]
+    finally:
+        await engine.close()
+
+
+def test_start_loads_warms_up_and_close_stops(run: Callable[..., object]) -> None:
+    async def check(engine: Engine) -> None:
         assert engine.ready
         assert engine.context_length == 2048
         await engine.start()  # a second start is a no-op
         assert engine.status.state is EngineState.READY
 
-    run(check, settings)
+    run(check)
 
 
-def test_events_end_with_exactly_one_finish(settings: Settings) -> None:
-    async def check(engine: SequentialEngine) -> list[object]:
+def test_events_end_with_exactly_one_finish(run: Callable[..., object]) -> None:
+    async def check(engine: Engine) -> list[object]:
         prompt = await engine.render_prompt(HELLO)
         return [e async for e in engine.generate(prompt, SamplingParams(max_new_tokens=10, ignore_eos=True))]
 
-    events = run(check, settings)
+    events = run(check)
 
     assert isinstance(events, list)
     assert all(isinstance(e, TextDelta) for e in events[:-1])
@@ -58,8 +64,8 @@ def test_events_end_with_exactly_one_finish(settings: Settings) -> None:
     assert finished.completion_tokens == 10
 
 
-def test_closing_the_stream_stops_the_generation(settings: Settings) -> None:
-    async def check(engine: SequentialEngine) -> float:
+def test_closing_the_stream_stops_the_generation(run: Callable[..., object]) -> None:
+    async def check(engine: Engine) -> float:
         prompt = await engine.render_prompt(HELLO)
         long = engine.generate(prompt, SamplingParams(max_new_tokens=1500, ignore_eos=True))
         await anext(long)
@@ -70,23 +76,23 @@ def test_closing_the_stream_stops_the_generation(settings: Settings) -> None:
         assert isinstance(finished, GenerationFinished)
         return finished.queue_s
 
-    queue_s = run(check, settings)
+    queue_s = run(check)
 
     assert isinstance(queue_s, float)
     assert queue_s < 0.5, f"waited {queue_s:.2f}s: the abandoned generation kept running"
 
 
-def test_template_errors_are_the_clients(settings: Settings) -> None:
-    async def check(engine: SequentialEngine) -> None:
+def test_template_errors_are_the_clients(run: Callable[..., object]) -> None:
+    async def check(engine: Engine) -> None:
         # A role the template does not know renders nothing; a non-string explodes in Jinja.
         with pytest.raises(InvalidPromptError):
             await engine.render_prompt([Message(role="user", content=None)])  # type: ignore[arg-type]
 
-    run(check, settings)
+    run(check)
 
 
-def test_generate_before_start_raises(settings: Settings) -> None:
-    engine = SequentialEngine(settings)
+def test_generate_before_start_raises(settings: Settings, engine_class: Callable[..., Engine]) -> None:
+    engine = engine_class(settings)
 
     with pytest.raises(EngineError, match="not ready"):
         engine.generate(None, SamplingParams(max_new_tokens=1))  # type: ignore[arg-type]

@@ -1,0 +1,94 @@
+"""Per-request sampling that does not depend on what else is in the batch.
+
+Both engines decode by argmax over scores that have been scaled by the
+request's temperature, masked by its top_p and perturbed with Gumbel noise
+drawn from a counter-based hash of (request seed, step). The Gumbel-max trick
+makes that argmax an exact sample from softmax(logits / temperature) restricted
+to the top-p nucleus, and because the noise depends only on the request's own
+seed and position, a request gets the same text whether it runs alone or in a
+batch of 31 others, and on either engine. temperature == 0 is plain greedy.
+
+A global torch RNG (generate's multinomial) cannot give that under continuous
+batching: every request in a step shares one generator.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from transformers import LogitsProcessor
+
+_MASK32 = 0xFFFFFFFF
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+# Keys are 31-bit and never 0: 0 marks a greedy row (no noise).
+_KEY_MODULUS = 2**31 - 1
+
+
+def random_seed() -> int:
+    """A seed for a request that did not ask for one."""
+    return random.getrandbits(62)
+
+
+def noise_key(seed: int, step: int) -> int:
+    """The key of the noise for token ``step`` of a request with ``seed`` (splitmix64, then folded)."""
+    x = (seed * 0x9E3779B97F4A7C15 + step + 1) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    x ^= x >> 31
+    return x % _KEY_MODULUS + 1
+
+
+def gumbel_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Gumbel(0, 1) noise of shape [rows, vocab], a pure function of each row's key."""
+    index = torch.arange(vocab_size, device=keys.device, dtype=torch.int64)
+    x = (keys.to(torch.int64).unsqueeze(-1) * vocab_size + index) & _MASK32
+    # A 32-bit integer hash (multipliers below 2**27 keep int64 products exact).
+    for _ in range(2):
+        x = ((x ^ (x >> 16)) * 0x45D9F3B) & _MASK32
+    x = x ^ (x >> 16)
+    uniform = ((x >> 8).to(torch.float32) + 0.5) / float(1 << 24)  # in (0, 1), exactly
+    return -torch.log(-torch.log(uniform))
+
+
+def apply_sampling(
+    scores: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, keys: torch.Tensor
+) -> torch.Tensor:
+    """Scores whose argmax is each row's sample. Shapes: scores [B, V]; the rest [B]."""
+    sampled = keys != 0
+    if not bool(sampled.any()):
+        return scores  # all greedy
+    safe_temperature = torch.where(sampled, temperature, torch.ones_like(temperature))
+    scaled = scores / safe_temperature.unsqueeze(-1)
+    scaled = _mask_outside_top_p(scaled, top_p)
+    noise = gumbel_noise(keys, scores.size(-1))
+    perturbed = scaled + noise
+    return torch.where(sampled.unsqueeze(-1), perturbed, scores)
+
+
+def _mask_outside_top_p(scores: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    sorted_scores, sorted_index = torch.sort(scores, descending=False, dim=-1)
+    cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+    remove_sorted = cumulative <= (1 - top_p).unsqueeze(-1)
+    remove_sorted[..., -1] = False  # always keep the most likely token
+    remove = remove_sorted.scatter(-1, sorted_index, remove_sorted)
+    return scores.masked_fill(remove, float("-inf"))
+
+
+class SeededSampler(LogitsProcessor):
+    """The sampler as a ``generate()`` logits processor (used with ``do_sample=False``)."""
+
+    def __init__(self, temperature: float, top_p: float, seed: int, prompt_length: int) -> None:
+        self._temperature = torch.tensor([temperature], dtype=torch.float32)
+        self._top_p = torch.tensor([top_p], dtype=torch.float32)
+        self._seed = seed
+        self._greedy = temperature == 0
+        self._prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._greedy:
+            return scores
+        step = input_ids.shape[-1] - self._prompt_length
+        keys = torch.tensor([noise_key(self._seed, step)], device=scores.device)
+        device = scores.device
+        return apply_sampling(scores, self._temperature.to(device), self._top_p.to(device), keys)
