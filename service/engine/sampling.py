@@ -54,10 +54,12 @@ def gumbel_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
 def apply_sampling(
     scores: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, keys: torch.Tensor
 ) -> torch.Tensor:
-    """Scores whose argmax is each row's sample. Shapes: scores [B, V]; the rest [B]."""
+    """Scores whose argmax is each row's sample. Shapes: scores [B, V]; the rest [B].
+
+    No Python branch on tensor values: under continuous batching on CUDA this runs
+    inside a captured CUDA graph, where reading a value back to the host is illegal.
+    """
     sampled = keys != 0
-    if not bool(sampled.any()):
-        return scores  # all greedy
     safe_temperature = torch.where(sampled, temperature, torch.ones_like(temperature))
     scaled = scores / safe_temperature.unsqueeze(-1)
     scaled = _mask_outside_top_p(scaled, top_p)
