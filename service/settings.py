@@ -35,8 +35,10 @@ class Settings(BaseSettings):
     model: str = Field(
         DEFAULT_MODEL_ID,
         validation_alias=AliasChoices("model", "model_id"),
-        description="Hugging Face model id, a local model directory, or 'tiny-random' "
-        "(a built-in 1M-parameter model with random weights, for tests and CPU demos).",
+        description="Hugging Face model id, a local model directory, 'tiny-random' "
+        "(a built-in 1M-parameter model with random weights, for tests and CPU demos), or "
+        "'random:<config>' (an architecture with random weights, for benchmarks; "
+        "'random:mistral-7b' is bundled).",
     )
     served_model_name: str | None = Field(
         None, description="Name reported by /v1/models and in responses (default: the model id)."

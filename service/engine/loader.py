@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from service.engine.random_model import is_random_model, load_random_model
 from service.engine.tiny_model import TINY_MODEL_NAME, ensure_tiny_model
 from service.settings import Settings
 
@@ -59,14 +60,17 @@ def load_model(settings: Settings) -> LoadedModel:
     torch.set_num_threads(torch_threads(settings))
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
-    path = resolve_model_path(settings)
     logger.info("loading %s on %s as %s", settings.model, device, dtype)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    if is_random_model(settings.model):
+        model, tokenizer = load_random_model(settings.model, Path(settings.cache_dir), device, dtype)
+    else:
+        path = resolve_model_path(settings)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=str(device))
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{settings.model}: a fast (tokenizers) tokenizer is required")
     if not tokenizer.chat_template:
         raise ValueError(f"{settings.model}: the tokenizer has no chat template")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=str(device))
     model.eval()
     return LoadedModel(
         model=model,
