@@ -6,11 +6,15 @@ validation and errors) stays light. Engines implement :class:`Engine`.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+logger = logging.getLogger(__name__)
 
 
 class EngineState(enum.Enum):
@@ -91,6 +95,7 @@ class Engine(ABC):
 
     def __init__(self) -> None:
         self.status = EngineStatus()
+        self._start_lock = asyncio.Lock()
 
     @property
     def ready(self) -> bool:
@@ -101,12 +106,30 @@ class Engine(ABC):
     def context_length(self) -> int:
         """Most tokens (prompt plus completion) the model accepts."""
 
-    @abstractmethod
     async def start(self) -> None:
         """Load the weights and run a warm-up generation; sets ``status``.
 
         Safe to call more than once: later calls wait for the first to finish.
+        Raises what loading raised, after setting the status to FAILED.
         """
+        async with self._start_lock:
+            if self.status.state is not EngineState.LOADING:
+                return
+            try:
+                details = await self._load_and_warm_up()
+            except Exception as exc:
+                logger.exception("model failed to load")
+                self.status.state = EngineState.FAILED
+                self.status.reason = f"model failed to load: {exc}"
+                raise
+            self.status.details = details
+            self.status.state = EngineState.READY
+            self.status.reason = "ready"
+            logger.info("engine ready: %s (%s)", self.model_name, details)
+
+    @abstractmethod
+    async def _load_and_warm_up(self) -> dict[str, str]:
+        """Load, warm up, and describe what was loaded (device, dtype, ...) for /ready."""
 
     @abstractmethod
     async def render_prompt(self, messages: Sequence[Message]) -> Prompt:

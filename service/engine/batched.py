@@ -62,36 +62,18 @@ class BatchedEngine(Engine):
         self._loader = loader
         self._loaded: LoadedModel | None = None
         self._manager: Any = None
-        self._start_lock = asyncio.Lock()
         self._restart_lock = asyncio.Lock()
 
     @property
     def context_length(self) -> int:
         return self._loaded.context_length if self._loaded else 0
 
-    async def start(self) -> None:
-        async with self._start_lock:
-            if self.status.state is not EngineState.LOADING:
-                return
-            try:
-                self._loaded = await asyncio.to_thread(self._loader, self._settings)
-                self._manager = await asyncio.to_thread(self._start_manager, self._loaded)
-                self.status.reason = "warming up"
-                await self._warm_up(self._manager, self._loaded)
-            except Exception as exc:
-                logger.exception("model failed to load")
-                self.status.state = EngineState.FAILED
-                self.status.reason = f"model failed to load: {exc}"
-                raise
-            loaded = self._loaded
-            self.status.details = {
-                "device": str(loaded.device),
-                "dtype": str(loaded.dtype).removeprefix("torch."),
-                "engine": "batched",
-            }
-            self.status.state = EngineState.READY
-            self.status.reason = "ready"
-            logger.info("engine ready: %s on %s (continuous batching)", self.model_name, loaded.device)
+    async def _load_and_warm_up(self) -> dict[str, str]:
+        self._loaded = await asyncio.to_thread(self._loader, self._settings)
+        self._manager = await asyncio.to_thread(self._start_manager, self._loaded)
+        self.status.reason = "warming up"
+        await self._warm_up(self._manager, self._loaded)
+        return {**self._loaded.describe(), "engine": "batched"}
 
     def _start_manager(self, loaded: LoadedModel) -> Any:
         tokenizer = loaded.tokenizer

@@ -28,6 +28,9 @@ class LoadedModel:
     dtype: torch.dtype
     context_length: int
 
+    def describe(self) -> dict[str, str]:
+        return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":

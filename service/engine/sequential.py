@@ -75,34 +75,17 @@ class SequentialEngine(Engine):
         self._loader = loader
         self._loaded: LoadedModel | None = None
         self._thread: InferenceThread | None = None
-        self._start_lock = asyncio.Lock()
 
     @property
     def context_length(self) -> int:
         return self._loaded.context_length if self._loaded else 0
 
-    async def start(self) -> None:
-        async with self._start_lock:
-            if self.status.state is not EngineState.LOADING:
-                return
-            try:
-                self._thread = InferenceThread()
-                self._loaded = await self._run_on_thread(self._loader, self._settings)
-                self.status.reason = "warming up"
-                await self._warm_up()
-            except Exception as exc:
-                logger.exception("model failed to load")
-                self.status.state = EngineState.FAILED
-                self.status.reason = f"model failed to load: {exc}"
-                raise
-            loaded = self._loaded
-            self.status.details = {
-                "device": str(loaded.device),
-                "dtype": str(loaded.dtype).removeprefix("torch."),
-            }
-            self.status.state = EngineState.READY
-            self.status.reason = "ready"
-            logger.info("engine ready: %s on %s", self.model_name, loaded.device)
+    async def _load_and_warm_up(self) -> dict[str, str]:
+        self._thread = InferenceThread()
+        self._loaded = await self._run_on_thread(self._loader, self._settings)
+        self.status.reason = "warming up"
+        await self._warm_up()
+        return self._loaded.describe()
 
     async def _warm_up(self) -> None:
         """One short generation, so the first request pays for no lazy initialisation."""
