@@ -75,9 +75,16 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 @contextlib.contextmanager
 def spawn_server(
-    command: str, log_path: Path, url: str | None = None, timeout_s: float = 600.0
+    command: str,
+    log_path: Path,
+    url: str | None = None,
+    timeout_s: float = 600.0,
+    ready_path: str = "/ready",
+    stop_grace_s: float = 30.0,
 ) -> Iterator[SpawnedServer]:
-    """Start ``command``, wait until ``/ready`` answers 200, yield, then SIGTERM it (SIGKILL after 30 s).
+    """Start ``command``, wait until ``ready_path`` answers 200, yield, then SIGTERM it
+    (SIGKILL after ``stop_grace_s``). Peers without /ready pass their own path
+    (``transformers serve``: /health, which answers once its preloaded model is in).
 
     Raises RuntimeError if the process exits first, TimeoutError if it is not ready in ``timeout_s``.
     """
@@ -93,26 +100,27 @@ def spawn_server(
         spawned = time.perf_counter()
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            ready_s = _wait_until_ready(process, server_url, spawned, timeout_s, log_path)
+            ready_url = f"{server_url}{ready_path}"
+            ready_s = _wait_until_ready(process, ready_url, spawned, timeout_s, log_path)
             yield SpawnedServer(server_url, argv, process.pid, spawned_at_unix, ready_s)
         finally:
             process.terminate()
             try:
-                process.wait(30)
+                process.wait(stop_grace_s)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
 
 
 def _wait_until_ready(
-    process: subprocess.Popen[bytes], url: str, spawned: float, timeout_s: float, log_path: Path
+    process: subprocess.Popen[bytes], ready_url: str, spawned: float, timeout_s: float, log_path: Path
 ) -> float:
     with httpx.Client(timeout=5) as http:
         while time.perf_counter() - spawned < timeout_s:
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited with {process.returncode}:\n{_tail(log_path)}")
             with contextlib.suppress(httpx.TransportError):
-                if http.get(f"{url}/ready").status_code == 200:
+                if http.get(ready_url).status_code == 200:
                     return time.perf_counter() - spawned
             time.sleep(0.05)
-    raise TimeoutError(f"{url}/ready not 200 after {timeout_s:.0f} s:\n{_tail(log_path)}")
+    raise TimeoutError(f"{ready_url} not 200 after {timeout_s:.0f} s:\n{_tail(log_path)}")

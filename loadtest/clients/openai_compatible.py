@@ -3,6 +3,11 @@
 The first chunk of OpenAI's stream carries only the role (empty content); it and
 any other chunk without content text are not tokens. Usage comes from the last
 chunk, asked for with ``stream_options.include_usage``.
+
+Peers differ in two places, so both are options: how to ask for an exact length
+(``ignore_eos``, or a server's own field through ``extra_body``), and how the stream
+ends (``data: [DONE]``, or, with ``ends_at_usage``, the chunk that carries the usage:
+``transformers serve`` sends no ``[DONE]`` and puts the usage in its last chunk).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ class OpenAIClient:
     ignore_eos: bool = True
     headers: dict[str, str] = field(default_factory=dict)
     protocol: str = "openai"
+    extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request body
+    ends_at_usage: bool = False  # the usage chunk is the final event (no [DONE] follows)
 
     def request_body(self, prompt: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -38,7 +45,7 @@ class OpenAIClient:
         if self.ignore_eos:
             # Not an OpenAI field: vLLM, SGLang and this service honour it; api.openai.com rejects it.
             body["ignore_eos"] = True
-        return body
+        return body | self.extra_body
 
     async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None:
         def on_event(event: ServerSentEvent, arrival_s: float) -> bool:
@@ -59,6 +66,9 @@ class OpenAIClient:
                     trace.finish_reason = choice["finish_reason"]
             if chunk.get("usage"):
                 trace.usage = chunk["usage"]
+                if self.ends_at_usage:
+                    trace.end_s = arrival_s
+                    return True
             return False
 
         url = f"{self.base_url}/v1/chat/completions"

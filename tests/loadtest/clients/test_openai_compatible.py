@@ -104,3 +104,48 @@ def test_the_request_streams_with_usage_and_fixed_length(server: ScriptedServer)
     assert body["max_tokens"] == 8
     assert body["ignore_eos"] is True
     assert body["model"] == "m"
+
+
+def test_extra_body_fields_are_sent_and_override_the_defaults(server: ScriptedServer) -> None:
+    server.scripts["/v1/chat/completions"] = Script(steps=[(0.0, b"data: [DONE]\n\n")])
+    length = '{"max_new_tokens": 8, "min_new_tokens": 8}'
+    client = OpenAIClient(
+        server.url, max_tokens=8, ignore_eos=False, extra_body={"generation_config": length}
+    )
+
+    async def send() -> None:
+        async with httpx.AsyncClient() as http:
+            await send_one(client, http, "hi", 10.0)
+
+    asyncio.run(send())
+
+    body = server.requests[0].body
+    assert body["generation_config"] == length
+    assert "ignore_eos" not in body
+
+
+def test_with_ends_at_usage_a_stream_without_done_is_complete(server: ScriptedServer) -> None:
+    # transformers serve: the last chunk carries finish_reason and usage, and no [DONE] follows.
+    last = chunk({}, finish_reason="length", usage={"prompt_tokens": 4, "completion_tokens": 2})
+    server.scripts["/v1/chat/completions"] = Script(
+        steps=[(0.0, chunk({"content": "a"})), (0.05, chunk({"content": "b"})), (0.0, last)]
+    )
+    client = OpenAIClient(server.url, max_tokens=2, ends_at_usage=True)
+
+    async def send() -> RequestRecord:
+        async with httpx.AsyncClient() as http:
+            return build_record(0, 0, "steady", await send_one(client, http, "hi", 10.0))
+
+    record = asyncio.run(send())
+
+    assert record.ok
+    assert record.output_tokens == 2
+    assert record.e2e_s is not None
+    assert record.e2e_s >= record.ttft_s
+
+
+def test_without_ends_at_usage_a_stream_without_done_is_incomplete(server: ScriptedServer) -> None:
+    last = chunk({}, finish_reason="length", usage={"prompt_tokens": 4, "completion_tokens": 1})
+    record = measure(server, Script(steps=[(0.0, chunk({"content": "a"}) + last)]))
+
+    assert record.error_type == "incomplete_stream"

@@ -1,0 +1,118 @@
+"""The servers under test: our ``python -m service`` per engine, and ``transformers serve``
+with and without continuous batching. Each is a command for ``spawn_server`` plus how
+the one OpenAI-compatible client asks it for an exact output length.
+
+``transformers serve`` (transformers/cli/serve.py, cli/serving/*.py, read in 5.x):
+- the positional model argument preloads the model before uvicorn listens and pins the
+  server to it (no idle unload, no reload); a local directory works as the model id;
+- it has /health but no /ready; /health answers once the preloaded model is in;
+- unknown request fields are a 422, so ``ignore_eos`` cannot be sent; an exact length is a
+  ``generation_config`` JSON string, which replaces the model's generation config: with
+  no ``eos_token_id`` in it, generate() never stops early and continuous batching logs
+  "eos_token_id not set ... disabled"; ``min_new_tokens`` makes the intent explicit;
+- its stream has no ``data: [DONE]``; the last chunk carries finish_reason and usage;
+- the paged cache of ``--continuous-batching`` is sized with ``--cb-num-blocks`` and
+  ``--cb-max-batch-tokens`` (auto-sized by default: on CPU that was slow and took 6.6 GB);
+- it has no thread flag, so ``OMP_NUM_THREADS`` gives it the torch thread count ours gets;
+- with continuous batching it ignores SIGINT; ``spawn_server`` stops it with SIGTERM,
+  then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtest.clients import OpenAIClient
+
+OUR_ENGINES = ("sequential", "batched")
+TRANSFORMERS_SERVE = "transformers-serve"
+TRANSFORMERS_SERVE_CB = "transformers-serve-cb"
+
+
+@dataclass(frozen=True)
+class ServerUnderTest:
+    name: str
+    command: str  # for spawn_server: it appends --host/--port
+    ready_path: str
+    ignore_eos: bool = True
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    ends_at_usage: bool = False
+    unavailable_reason: str | None = None  # set: not run, reported as not available
+
+    def client(self, base_url: str, tokens: int) -> OpenAIClient:
+        """The one client, greedy as raw generate is, with this server's exact-length mechanism."""
+        return OpenAIClient(
+            base_url,
+            max_tokens=tokens,
+            ignore_eos=self.ignore_eos,
+            extra_body={"temperature": 0, **self.extra_body},
+            ends_at_usage=self.ends_at_usage,
+        )
+
+
+def service_engine_flag_supported() -> bool:
+    """Whether ``python -m service --help`` lists ``--engine`` (main adds it; older branches lack it)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
+    return "--engine" in result.stdout
+
+
+def our_servers(
+    model_dir: Path, engines: list[str], device: str, dtype: str, threads: int, engine_flag: bool
+) -> list[ServerUnderTest]:
+    """One server per engine. Without an ``--engine`` flag the service has only the sequential
+    engine: that one runs without the flag, the others are reported as not available."""
+    servers = []
+    for engine in engines:
+        command = (
+            f"python -m service --model {shlex.quote(str(model_dir))} --device {device} --dtype {dtype} "
+            f"--torch-threads {threads} --log-level warning "
+            # Every request of a level must be admitted and wait as long as it takes.
+            "--max-queue 256 --queue-timeout 0"
+        )
+        reason = None
+        if engine_flag:
+            command += f" --engine {engine}"
+        elif engine != "sequential":
+            reason = "python -m service has no --engine flag on this branch"
+        servers.append(ServerUnderTest(engine, command, "/ready", unavailable_reason=reason))
+    return servers
+
+
+def transformers_serve_servers(
+    model_dir: Path,
+    tokens: int,
+    device: str,
+    dtype: str,
+    threads: int,
+    cb_num_blocks: int,
+    cb_max_batch_tokens: int,
+) -> list[ServerUnderTest]:
+    """``transformers serve`` without and with ``--continuous-batching`` (0 sizes: the library's auto)."""
+    base = (
+        f"env OMP_NUM_THREADS={threads} transformers serve {shlex.quote(str(model_dir))} "
+        f"--device {device} --dtype {dtype} --log-level warning"
+    )
+    cb_flags = " --continuous-batching"
+    if cb_num_blocks:
+        cb_flags += f" --cb-num-blocks {cb_num_blocks}"
+    if cb_max_batch_tokens:
+        cb_flags += f" --cb-max-batch-tokens {cb_max_batch_tokens}"
+    exact_length = {"generation_config": json.dumps({"max_new_tokens": tokens, "min_new_tokens": tokens})}
+    options: dict[str, Any] = {
+        "ready_path": "/health",
+        "ignore_eos": False,
+        "extra_body": exact_length,
+        "ends_at_usage": True,
+    }
+    return [
+        ServerUnderTest(TRANSFORMERS_SERVE, base, **options),
+        ServerUnderTest(TRANSFORMERS_SERVE_CB, base + cb_flags, **options),
+    ]
