@@ -69,9 +69,9 @@ def build_bench_model(out_dir: Path) -> None:
     import torch
     from transformers import MistralConfig, MistralForCausalLM
 
-    from service.engine.tiny_model import CONTEXT_LENGTH, _train_tokenizer
+    from service.engine.tiny_model import CONTEXT_LENGTH, train_tokenizer
 
-    tokenizer = _train_tokenizer()
+    tokenizer = train_tokenizer()
     config = MistralConfig(
         vocab_size=len(tokenizer),
         hidden_size=HIDDEN_SIZE,

@@ -93,7 +93,7 @@ def ensure_tiny_model(cache_dir: Path) -> Path:
 
 def build_tiny_model(out_dir: Path) -> None:
     """Train the tokenizer, initialise the model with a fixed seed and save both."""
-    tokenizer = _train_tokenizer()
+    tokenizer = train_tokenizer()
     config = MistralConfig(
         vocab_size=len(tokenizer),
         hidden_size=128,
@@ -120,7 +120,7 @@ def build_tiny_model(out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def _train_tokenizer() -> PreTrainedTokenizerFast:
+def train_tokenizer() -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.BPE(unk_token=None))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
