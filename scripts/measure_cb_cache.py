@@ -2,6 +2,7 @@
 
     python scripts/measure_cb_cache.py auto    # ContinuousBatchingConfig() defaults
     python scripts/measure_cb_cache.py sized   # what BatchedEngine uses on CPU
+    python scripts/measure_cb_cache.py sized /path/to/model   # another model (default tiny-random)
 
 Prints aggregate tokens/s of 8 concurrent greedy requests of 128 tokens, the first
 request's time to first token, and the peak RSS. Run each in its own process.
@@ -47,7 +48,8 @@ async def run(manager: object, prompt: list[int]) -> tuple[float, float]:
 
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "sized"
-    loaded = load_model(Settings(model="tiny-random"))
+    model = sys.argv[2] if len(sys.argv) > 2 else "tiny-random"
+    loaded = load_model(Settings(model=model, torch_threads=1))
     tokenizer = loaded.tokenizer
     config = (
         ContinuousBatchingConfig()
