@@ -34,6 +34,9 @@ class DeploySettings(BaseSettings):
     scaledown_window_s: int = Field(
         300, ge=2, description="Seconds an idle container stays up (Modal scaledown_window, Beam keep_warm)."
     )
+    startup_timeout_s: int = Field(
+        1800, ge=60, description="Seconds a container may take to download and load the weights."
+    )
     weights_volume: str = Field(
         "llm-serving-weights", description=f"Provider volume mounted at {WEIGHTS_MOUNT_PATH} for HF_HOME."
     )
@@ -54,6 +57,17 @@ def generation_slots(settings: Settings) -> int:
 def requests_per_container(settings: Settings) -> int:
     """Requests one container admits: generating plus waiting; beyond this the service answers 429."""
     return generation_slots(settings) + settings.max_queue
+
+
+def provider_timeout_s(settings: Settings) -> int:
+    """How long the provider lets one request run: past the service's own deadline and drain.
+
+    The service ends a request itself at ``request_timeout``; the provider's limit is only
+    a backstop, so it must not cut a stream first. No deadline (0) gets a day.
+    """
+    if settings.request_timeout == 0:
+        return 24 * 3600
+    return int(settings.request_timeout + settings.drain_timeout) + 30
 
 
 def container_env(settings: Settings) -> dict[str, str]:
