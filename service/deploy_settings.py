@@ -29,6 +29,8 @@ class DeploySettings(BaseSettings):
     app_name: str = Field("llm-serving", description="App (Modal, Beam) name.")
     modal_gpu: str = Field("A100-80GB", description="Modal GPU type, e.g. 'H100', 'L40S', 'A100-80GB'.")
     beam_gpu: str = Field("A100-80", description="Beam GPU type, e.g. 'H100', 'A100-80', 'A10G'.")
+    beam_cpu: float = Field(4, gt=0, description="Beam CPU cores per container.")
+    beam_memory: str = Field("32Gi", description="Beam memory per container (weights load through RAM).")
     min_containers: int = Field(0, ge=0, description="Containers kept running when idle (0: scale to zero).")
     max_containers: int = Field(4, ge=1, description="Most containers the autoscaler starts.")
     scaledown_window_s: int = Field(
@@ -47,6 +49,12 @@ class DeploySettings(BaseSettings):
     api_key_secret: str = Field(
         "", description="Provider secret holding API_KEY, to require a bearer key ('' for none)."
     )
+
+
+def beam_secrets(deploy: DeploySettings) -> list[str]:
+    """Beam secrets become env vars of the same name, so they are named HF_TOKEN and API_KEY."""
+    wanted = {"HF_TOKEN": deploy.hf_token_secret, "API_KEY": deploy.api_key_secret}
+    return [env_name for env_name, provider_secret in wanted.items() if provider_secret]
 
 
 def generation_slots(settings: Settings) -> int:
