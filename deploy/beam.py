@@ -8,8 +8,10 @@ time (README: Deploying).
 """
 
 from pathlib import Path
+from typing import Any
 
 import beam
+from fastapi import FastAPI
 
 from service.deploy_settings import (
     WEIGHTS_MOUNT_PATH,
@@ -20,6 +22,7 @@ from service.deploy_settings import (
     provider_timeout_s,
     requests_per_container,
 )
+from service.engine.base import Engine
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +30,7 @@ deploy_settings = DeploySettings()
 settings = Settings()
 
 
-async def load_engine():
+async def load_engine() -> Engine:
     """Beam's on_start: runs once per container before it serves; the engine is its value."""
     from service.engine import create_engine
 
@@ -57,7 +60,8 @@ async def load_engine():
     ),
     timeout=provider_timeout_s(settings),
 )
-def server(context):
+def server(context: Any) -> FastAPI:
     from service.app import create_app
 
+    # context is Beam's FunctionContext; on_start_value is what load_engine returned.
     return create_app(Settings(), context.on_start_value)

@@ -10,6 +10,7 @@ of the modal package. Settings come from env vars at deploy time (README: Deploy
 from pathlib import Path
 
 import modal
+from fastapi import FastAPI
 
 from service.deploy_settings import (
     WEIGHTS_MOUNT_PATH,
@@ -65,7 +66,7 @@ class Server:
         await self.engine.start()
 
     @modal.asgi_app()
-    def web(self):
+    def web(self) -> FastAPI:
         from service.app import create_app
 
         return create_app(self.settings, self.engine)
