@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -84,10 +85,17 @@ def test_the_function_returns_our_app_around_the_on_start_engine(
     assert {"/v1/chat", "/v1/chat/completions", "/health", "/ready"} <= set(app.openapi()["paths"])
 
 
+@dataclass
+class BeamRunner:
+    url: str
+    # What the gateway was told, and when (time.perf_counter()).
+    tasks: list[tuple[str, float]] = field(default_factory=list)
+
+
 @pytest.fixture
 def app_behind_beams_runner(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[str]:
+) -> Iterator[BeamRunner]:
     """Our app wrapped as beta9's runner (beta9/runner/endpoint.py, EndpointManager) wraps it.
 
     The runner appends its own GET /health, adds TaskLifecycleMiddleware (a
@@ -101,13 +109,13 @@ def app_behind_beams_runner(
 
     from service.app import create_app
 
-    tasks: list[str] = []
+    runner = BeamRunner(url="")
 
     async def start_task(request: Any, task_id: str) -> None:
-        tasks.append(f"start {task_id}")
+        runner.tasks.append((f"start {task_id}", time.perf_counter()))
 
     async def end_task(request: Any, task_id: str, start_time: float, *args: Any) -> None:
-        tasks.append(f"end {task_id}")
+        runner.tasks.append((f"end {task_id}", time.perf_counter()))
 
     monkeypatch.setattr(middleware, "_start_task", start_task)
     monkeypatch.setattr(middleware, "_end_task", end_task)
@@ -125,17 +133,18 @@ def app_behind_beams_runner(
         while httpx.get(f"{url}/ready", headers=TASK, timeout=5).status_code != 200:
             assert time.monotonic() < deadline, "not ready after 60s"
             time.sleep(0.05)
-        yield url
-    assert tasks[:2] == ["start task-0", "end task-0"]
+        runner.url = url
+        runner.tasks.clear()
+        yield runner
 
 
-def test_without_beams_task_header_only_health_answers(app_behind_beams_runner: str) -> None:
-    assert httpx.get(f"{app_behind_beams_runner}/health").status_code == 200
-    assert httpx.get(f"{app_behind_beams_runner}/ready").status_code == 400
+def test_without_beams_task_header_only_health_answers(app_behind_beams_runner: BeamRunner) -> None:
+    assert httpx.get(f"{app_behind_beams_runner.url}/health").status_code == 200
+    assert httpx.get(f"{app_behind_beams_runner.url}/ready").status_code == 400
 
 
-def test_our_routes_answer_behind_beams_runner(app_behind_beams_runner: str) -> None:
-    with httpx.Client(base_url=app_behind_beams_runner, timeout=60, headers=TASK) as http:
+def test_our_routes_answer_behind_beams_runner(app_behind_beams_runner: BeamRunner) -> None:
+    with httpx.Client(base_url=app_behind_beams_runner.url, timeout=60, headers=TASK) as http:
         health = http.get("/health")
         stream = stream_chat(http, {"messages": "hi", "max_new_tokens": 8, "ignore_eos": True})
         completion = http.post(
@@ -148,6 +157,19 @@ def test_our_routes_answer_behind_beams_runner(app_behind_beams_runner: str) -> 
     assert stream.done is not None
     assert stream.done["usage"]["completion_tokens"] == 8
     assert completion.status_code == 200
+
+
+def test_beam_counts_a_stream_as_done_when_its_headers_go_out(app_behind_beams_runner: BeamRunner) -> None:
+    runner = app_behind_beams_runner
+    with httpx.Client(base_url=runner.url, timeout=60, headers=TASK) as http:
+        sent_at = time.perf_counter()
+        stream = stream_chat(http, {"messages": "hi", "max_new_tokens": 64, "ignore_eos": True})
+    last_text_arrived_at = sent_at + stream.arrival_s[-1]
+
+    (start, _), (end, ended_at) = runner.tasks
+    assert (start, end) == ("start task-0", "end task-0")
+    # NOTE: the README's Beam section relies on this: Beam's task ends before the stream does.
+    assert ended_at < last_text_arrived_at
 
 
 def test_beam_deploy_imports_the_shim_and_stops_at_the_gateway(tmp_path: Path) -> None:
