@@ -1,0 +1,1 @@
+"""Provider shims: each only imports the service and mounts it (README: Deploying)."""

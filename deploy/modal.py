@@ -1,0 +1,72 @@
+"""Modal: the image from the Dockerfile, the model loaded in @modal.enter, the app mounted as ASGI.
+
+    modal deploy -m deploy.modal
+
+Deploy it as a module (-m): run as a file (``modal deploy deploy/modal.py``),
+Python puts deploy/ first on sys.path and ``import modal`` finds this file instead
+of the modal package. Settings come from env vars at deploy time (README: Deploying).
+"""
+
+from pathlib import Path
+
+import modal
+from fastapi import FastAPI
+
+from service.deploy_settings import (
+    WEIGHTS_MOUNT_PATH,
+    DeploySettings,
+    container_env,
+    generation_slots,
+    provider_timeout_s,
+    requests_per_container,
+)
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+deploy_settings = DeploySettings()
+settings = Settings()
+
+image = modal.Image.from_dockerfile(
+    ROOT / "Dockerfile", context_dir=ROOT, build_args={"MODEL_ID": settings.model}
+).env(container_env(settings))
+weights = modal.Volume.from_name(deploy_settings.weights_volume, create_if_missing=True)
+secrets = [
+    modal.Secret.from_name(name)
+    for name in (deploy_settings.hf_token_secret, deploy_settings.api_key_secret)
+    if name
+]
+app = modal.App(deploy_settings.app_name, image=image)
+
+
+@app.cls(
+    gpu=deploy_settings.modal_gpu,
+    volumes={WEIGHTS_MOUNT_PATH: weights},
+    secrets=secrets,
+    min_containers=deploy_settings.min_containers,
+    max_containers=deploy_settings.max_containers,
+    scaledown_window=deploy_settings.scaledown_window_s,
+    timeout=provider_timeout_s(settings),
+    startup_timeout=deploy_settings.startup_timeout_s,
+    enable_memory_snapshot=True,
+)
+@modal.concurrent(max_inputs=requests_per_container(settings), target_inputs=generation_slots(settings))
+class Server:
+    @modal.enter(snap=True)
+    def create_engine(self) -> None:
+        # Before the memory snapshot, without a GPU: the seconds spent importing torch and
+        # transformers are restored from the snapshot on later cold starts, not repeated.
+        from service.engine import create_engine
+
+        self.settings = Settings()
+        self.engine = create_engine(self.settings)
+
+    @modal.enter(snap=False)
+    async def load_model(self) -> None:
+        # Weights go to the GPU after the restore; a model that cannot load fails the container.
+        await self.engine.start()
+
+    @modal.asgi_app()
+    def web(self) -> FastAPI:
+        from service.app import create_app
+
+        return create_app(self.settings, self.engine)

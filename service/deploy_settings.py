@@ -1,0 +1,92 @@
+"""What the provider shims in deploy/ need to know, read from env vars at deploy time.
+
+The shims only import and mount; their knobs (GPU, containers, volume, secrets)
+live here so that each is described once, and so that the request concurrency
+each provider routes to one container follows the service's own admission
+settings instead of a second number that could disagree with them.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.settings import Settings
+
+# Where provider volumes are mounted; the image's HF_HOME (/models/huggingface) is inside it,
+# so weights fetched at the first start are found by every later one.
+WEIGHTS_MOUNT_PATH = "/models"
+HF_HOME = f"{WEIGHTS_MOUNT_PATH}/huggingface"
+# The sequential engine generates for one request at a time (service/engine/sequential.py).
+SEQUENTIAL_ENGINE_SLOTS = 1
+
+
+class DeploySettings(BaseSettings):
+    """Provider-side configuration of the shims; env vars are prefixed ``DEPLOY_``."""
+
+    model_config = SettingsConfigDict(env_prefix="DEPLOY_", extra="ignore")
+
+    app_name: str = Field("llm-serving", description="App (Modal, Beam) name.")
+    modal_gpu: str = Field("A100-80GB", description="Modal GPU type, e.g. 'H100', 'L40S', 'A100-80GB'.")
+    beam_gpu: str = Field("A100-80", description="Beam GPU type, e.g. 'H100', 'A100-80', 'A10G'.")
+    beam_cpu: float = Field(4, gt=0, description="Beam CPU cores per container.")
+    beam_memory: str = Field("32Gi", description="Beam memory per container (weights load through RAM).")
+    min_containers: int = Field(0, ge=0, description="Containers kept running when idle (0: scale to zero).")
+    max_containers: int = Field(4, ge=1, description="Most containers the autoscaler starts.")
+    scaledown_window_s: int = Field(
+        300, ge=2, description="Seconds an idle container stays up (Modal scaledown_window, Beam keep_warm)."
+    )
+    startup_timeout_s: int = Field(
+        1800, ge=60, description="Seconds a container may take to download and load the weights."
+    )
+    weights_volume: str = Field(
+        "llm-serving-weights", description=f"Provider volume mounted at {WEIGHTS_MOUNT_PATH} for HF_HOME."
+    )
+    hf_token_secret: str = Field(
+        "huggingface-secret",
+        description="Provider secret holding HF_TOKEN, for gated models ('' for none).",
+    )
+    api_key_secret: str = Field(
+        "", description="Provider secret holding API_KEY, to require a bearer key ('' for none)."
+    )
+
+
+def beam_secrets(deploy: DeploySettings) -> list[str]:
+    """Beam secrets become env vars of the same name, so they are named HF_TOKEN and API_KEY."""
+    wanted = {"HF_TOKEN": deploy.hf_token_secret, "API_KEY": deploy.api_key_secret}
+    return [env_name for env_name, provider_secret in wanted.items() if provider_secret]
+
+
+def generation_slots(settings: Settings) -> int:
+    """Requests one container generates for at once (``max_concurrency``; 0 means the engine's own)."""
+    return settings.max_concurrency or SEQUENTIAL_ENGINE_SLOTS
+
+
+def requests_per_container(settings: Settings) -> int:
+    """Requests one container admits: generating plus waiting; beyond this the service answers 429."""
+    return generation_slots(settings) + settings.max_queue
+
+
+def provider_timeout_s(settings: Settings) -> int:
+    """How long the provider lets one request run: past the service's own deadline and drain.
+
+    The service ends a request itself at ``request_timeout``; the provider's limit is only
+    a backstop, so it must not cut a stream first. No deadline (0) gets a day.
+    """
+    if settings.request_timeout == 0:
+        return 24 * 3600
+    return int(settings.request_timeout + settings.drain_timeout) + 30
+
+
+def container_env(settings: Settings) -> dict[str, str]:
+    """The service settings chosen at deploy time, passed to the containers as env vars.
+
+    Only the settings the shims' scaling depends on, and the model: anything secret
+    (API_KEY, HF_TOKEN) travels as a provider secret, never in the image or its env.
+    """
+    return {
+        "MODEL_ID": settings.model,
+        "MAX_CONCURRENCY": str(settings.max_concurrency),
+        "MAX_QUEUE": str(settings.max_queue),
+        "HF_HOME": HF_HOME,
+    }

@@ -1,0 +1,108 @@
+"""RunPod queue-based serverless: one job in, the chunks of /v1/chat out.
+
+A job's ``input`` has the fields of ``POST /v1/chat``. The handler yields
+``{"text": ...}`` for each piece of text, then ``{"done": {...}}`` (the data of
+/v1/chat's done event), or a single ``{"error": {...}}`` with the service's one
+error body. With ``return_aggregate_stream`` RunPod also returns the whole list
+from /run and /runsync. This module never imports ``runpod``: the shim
+(deploy/runpod_handler.py) hands in ``runpod.serverless.start``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.chat_service import ChatService
+from service.deploy_settings import generation_slots
+from service.engine.base import Engine, EngineError, Message
+from service.errors import APIError, error_body, validation_error_to_api_error
+from service.instance import current_instance
+from service.schemas import ChatRequest, stop_tuple
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Chunk = dict[str, Any]
+
+
+async def stream_chunks(chat_service: ChatService, job_input: Any) -> AsyncIterator[Chunk]:
+    """Validate ``job_input`` as a /v1/chat body, generate, and yield its chunks."""
+    try:
+        body = ChatRequest.model_validate(job_input)
+        params = chat_service.sampling_params(
+            max_new_tokens=body.max_new_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+            stop=stop_tuple(body.stop),
+            ignore_eos=body.ignore_eos,
+        )
+        messages = [Message(role=m.role, content=m.content) for m in body.messages]
+        generation = await chat_service.start(messages, params)
+    except ValidationError as exc:
+        yield validation_error_to_api_error(exc.errors()).body()
+        return
+    except APIError as exc:
+        yield exc.body()
+        return
+    try:
+        async for text in generation.texts():
+            yield {"text": text}
+    except EngineError as exc:
+        yield error_body(str(exc), "server_error", code="generation_failed")
+        return
+    assert generation.done is not None
+    yield {"done": generation.done.model_dump()}
+
+
+class RunpodWorker:
+    """The chat service as a RunPod handler, with the concurrency the admission settings allow."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.chat_service = ChatService(engine, settings, current_instance(settings.instance_id))
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> RunpodWorker:
+        from service.engine import create_engine  # imports torch
+
+        settings = settings or Settings()
+        return cls(settings, create_engine(settings))
+
+    async def handler(self, job: dict[str, Any]) -> AsyncIterator[Chunk]:
+        """RunPod calls this with ``{"id": ..., "input": {...}}``; an async generator streams."""
+        async for chunk in stream_chunks(self.chat_service, job.get("input")):
+            yield chunk
+
+    def concurrency_modifier(self, current_concurrency: int) -> int:
+        # Jobs taken beyond the generation slots would only wait in this worker's queue,
+        # where no other worker can pick them up: leave them in RunPod's queue instead.
+        return generation_slots(self.settings)
+
+    def serverless_config(self) -> dict[str, Any]:
+        return {
+            "handler": self.handler,
+            "concurrency_modifier": self.concurrency_modifier,
+            "return_aggregate_stream": True,
+        }
+
+
+def run_worker(start: Callable[[dict[str, Any]], None], settings: Settings | None = None) -> None:
+    """Load the model, then hand the worker to RunPod's ``start``. Raises if the model fails to load.
+
+    Loading first means RunPod sees the worker take jobs only once it can serve them;
+    a model that cannot load ends the process, and RunPod replaces the worker.
+    """
+    worker = RunpodWorker.from_settings(settings)
+    logging.basicConfig(
+        level=worker.settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(worker.engine.start())
+    start(worker.serverless_config())

@@ -1,0 +1,49 @@
+"""service/deploy_settings.py: the shims' knobs, and concurrency that follows admission settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from service.deploy_settings import (
+    DeploySettings,
+    container_env,
+    generation_slots,
+    requests_per_container,
+)
+from service.settings import Settings
+
+
+def test_defaults_are_an_a100_80gb_scaling_to_zero() -> None:
+    deploy = DeploySettings()
+    assert deploy.modal_gpu == "A100-80GB"
+    assert deploy.beam_gpu == "A100-80"
+    assert deploy.min_containers == 0
+
+
+def test_env_vars_are_prefixed_deploy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPLOY_MODAL_GPU", "H100")
+    monkeypatch.setenv("DEPLOY_MIN_CONTAINERS", "1")
+    deploy = DeploySettings()
+    assert deploy.modal_gpu == "H100"
+    assert deploy.min_containers == 1
+
+
+def test_a_container_admits_its_generation_slots_plus_its_queue(
+    make_settings: Callable[..., Settings],
+) -> None:
+    default = make_settings(max_queue=16)
+    assert generation_slots(default) == 1  # 0 means what the sequential engine runs at once
+    assert requests_per_container(default) == 17
+    assert requests_per_container(make_settings(max_concurrency=4, max_queue=0)) == 4
+
+
+def test_containers_get_the_deploy_time_settings_but_no_secret(
+    make_settings: Callable[..., Settings],
+) -> None:
+    env = container_env(make_settings(max_queue=3, api_key="sk-do-not-leak"))
+    assert env["MODEL_ID"] == "tiny-random"
+    assert env["MAX_QUEUE"] == "3"
+    assert env["HF_HOME"] == "/models/huggingface"
+    assert "sk-do-not-leak" not in env.values()
