@@ -13,13 +13,10 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from service.admission import AdmissionController
 from service.auth import ApiKeyAuth
-from service.chat_service import ChatService
+from service.chat_service import build_chat_service
 from service.engine.base import Engine, EngineState
 from service.errors import install_error_handlers
-from service.instance import current_instance
-from service.metrics import Metrics
 from service.middleware import BodySizeLimit, RequestCounter
 from service.routes import chat, health, metrics, openai
 from service.settings import Settings
@@ -36,15 +33,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         from service.engine import create_engine  # imports torch: only when we build the real one
 
         engine = create_engine(settings)
-    admission = AdmissionController(
-        max_concurrency=settings.max_concurrency or engine.max_concurrency,
-        max_queue=settings.max_queue,
-    )
-    app_metrics = Metrics()
-    app_metrics.track_admission(lambda: admission.running, lambda: admission.waiting)
-    chat_service = ChatService(
-        engine, settings, current_instance(settings.instance_id), admission, app_metrics
-    )
+    chat_service = build_chat_service(settings, engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -68,8 +57,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.admission = admission
-    app.state.metrics = app_metrics
+    app.state.admission = chat_service.admission
+    app.state.metrics = chat_service.metrics
     app.state.chat_service = chat_service
     install_error_handlers(app)
     for router in (health.router, metrics.router, chat.router, openai.router):
@@ -77,7 +66,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # Added last runs first: count every API request, then refuse strangers, then oversized bodies.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeyAuth, api_keys=settings.api_keys)
-    app.add_middleware(RequestCounter, metrics=app_metrics)
+    app.add_middleware(RequestCounter, metrics=chat_service.metrics)
     return app
 
 

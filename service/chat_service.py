@@ -23,6 +23,7 @@ from service.engine.base import (
     TextDelta,
 )
 from service.errors import APIError
+from service.instance import current_instance
 from service.metrics import Metrics
 from service.schemas import ChatDone, InstanceInfo, Timings, Usage
 from service.settings import Settings
@@ -244,3 +245,14 @@ class ChatService:
         limits = [self.settings.queue_timeout or None, None if deadline is None else deadline - now]
         present = [limit for limit in limits if limit is not None]
         return max(0.0, min(present)) if present else None
+
+
+def build_chat_service(settings: Settings, engine: Engine) -> ChatService:
+    """The chat service with its admission control and metrics, as every front end uses it."""
+    admission = AdmissionController(
+        max_concurrency=settings.max_concurrency or engine.max_concurrency,
+        max_queue=settings.max_queue,
+    )
+    metrics = Metrics()
+    metrics.track_admission(lambda: admission.running, lambda: admission.waiting)
+    return ChatService(engine, settings, current_instance(settings.instance_id), admission, metrics)

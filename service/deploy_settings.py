@@ -17,8 +17,6 @@ from service.settings import Settings
 # so weights fetched at the first start are found by every later one.
 WEIGHTS_MOUNT_PATH = "/models"
 HF_HOME = f"{WEIGHTS_MOUNT_PATH}/huggingface"
-# The sequential engine generates for one request at a time (service/engine/sequential.py).
-SEQUENTIAL_ENGINE_SLOTS = 1
 
 
 class DeploySettings(BaseSettings):
@@ -59,7 +57,7 @@ def beam_secrets(deploy: DeploySettings) -> list[str]:
 
 def generation_slots(settings: Settings) -> int:
     """Requests one container generates for at once (``max_concurrency``; 0 means the engine's own)."""
-    return settings.max_concurrency or SEQUENTIAL_ENGINE_SLOTS
+    return settings.generation_slots
 
 
 def requests_per_container(settings: Settings) -> int:
@@ -86,6 +84,8 @@ def container_env(settings: Settings) -> dict[str, str]:
     """
     return {
         "MODEL_ID": settings.model,
+        "ENGINE": settings.engine,
+        "MAX_BATCH_SIZE": str(settings.max_batch_size),
         "MAX_CONCURRENCY": str(settings.max_concurrency),
         "MAX_QUEUE": str(settings.max_queue),
         "HF_HOME": HF_HOME,

@@ -17,11 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service.chat_service import ChatService
-from service.deploy_settings import generation_slots
-from service.engine.base import Engine, EngineError, Message
-from service.errors import APIError, error_body, validation_error_to_api_error
-from service.instance import current_instance
+from service.chat_service import ChatService, build_chat_service
+from service.engine.base import Engine, Message
+from service.errors import APIError, validation_error_to_api_error
 from service.schemas import ChatRequest, stop_tuple
 from service.settings import Settings
 
@@ -53,9 +51,11 @@ async def stream_chunks(chat_service: ChatService, job_input: Any) -> AsyncItera
     try:
         async for text in generation.texts():
             yield {"text": text}
-    except EngineError as exc:
-        yield error_body(str(exc), "server_error", code="generation_failed")
+    except APIError as exc:  # failed or past the deadline after the first chunk
+        yield exc.body()
         return
+    finally:
+        await generation.close()  # also when RunPod stops reading: frees the slot
     assert generation.done is not None
     yield {"done": generation.done.model_dump()}
 
@@ -66,7 +66,7 @@ class RunpodWorker:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
-        self.chat_service = ChatService(engine, settings, current_instance(settings.instance_id))
+        self.chat_service = build_chat_service(settings, engine)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> RunpodWorker:
@@ -83,7 +83,7 @@ class RunpodWorker:
     def concurrency_modifier(self, current_concurrency: int) -> int:
         # Jobs taken beyond the generation slots would only wait in this worker's queue,
         # where no other worker can pick them up: leave them in RunPod's queue instead.
-        return generation_slots(self.settings)
+        return self.chat_service.admission.max_concurrency
 
     def serverless_config(self) -> dict[str, Any]:
         return {

@@ -117,6 +117,13 @@ class Settings(BaseSettings):
         return [key.strip() for key in joined.split(",") if key.strip()]
 
     @property
+    def generation_slots(self) -> int:
+        """Requests generating at once: ``max_concurrency``, or what the chosen engine runs at once."""
+        if self.max_concurrency:
+            return self.max_concurrency
+        return self.max_batch_size if self.engine == "batched" else 1
+
+    @property
     def model_name(self) -> str:
         """The name clients see for the served model."""
         return self.served_model_name or self.model

@@ -34,8 +34,10 @@ def test_a_container_admits_its_generation_slots_plus_its_queue(
     make_settings: Callable[..., Settings],
 ) -> None:
     default = make_settings(max_queue=16)
-    assert generation_slots(default) == 1  # 0 means what the sequential engine runs at once
-    assert requests_per_container(default) == 17
+    # max_concurrency 0 means what the engine runs at once: 1, or the batched engine's batch size
+    engine_slots = default.max_batch_size if default.engine == "batched" else 1
+    assert generation_slots(default) == engine_slots
+    assert requests_per_container(default) == engine_slots + 16
     assert requests_per_container(make_settings(max_concurrency=4, max_queue=0)) == 4
 
 

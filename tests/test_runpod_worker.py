@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.engine.sequential import SequentialEngine
+from service.engine.base import Engine
 from service.runpod_worker import RunpodWorker
 from service.settings import Settings
 from tests.conftest import stream_chat
@@ -18,9 +18,11 @@ PAYLOAD = {"messages": [{"role": "user", "content": "Hello"}], "max_new_tokens":
 
 
 @pytest.fixture(scope="module")
-def worker(make_settings: Callable[..., Settings]) -> Iterator[RunpodWorker]:
+def worker(
+    make_settings: Callable[..., Settings], engine_class: Callable[..., Engine]
+) -> Iterator[RunpodWorker]:
     settings = make_settings()
-    worker = RunpodWorker(settings, SequentialEngine(settings))
+    worker = RunpodWorker(settings, engine_class(settings))
     asyncio.run(worker.engine.start())
     yield worker
     asyncio.run(worker.engine.close())
@@ -74,22 +76,28 @@ def test_max_new_tokens_above_the_limit_is_an_error_chunk(worker: RunpodWorker) 
 
 
 def test_a_worker_whose_model_is_not_loaded_answers_service_unavailable(
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., Settings], engine_class: Callable[..., Engine]
 ) -> None:
     settings = make_settings()
-    not_started = RunpodWorker(settings, SequentialEngine(settings))
+    not_started = RunpodWorker(settings, engine_class(settings))
 
     (chunk,) = run_job(not_started, PAYLOAD)
 
     assert chunk["error"]["type"] == "service_unavailable"
 
 
-@pytest.mark.parametrize(("max_concurrency", "jobs_at_once"), [(0, 1), (3, 3)])
+@pytest.mark.parametrize(("max_concurrency", "jobs_at_once"), [(0, None), (3, 3)])
 def test_jobs_taken_at_once_follow_max_concurrency(
-    make_settings: Callable[..., Settings], max_concurrency: int, jobs_at_once: int
+    make_settings: Callable[..., Settings],
+    engine_class: Callable[..., Engine],
+    engine_name: str,
+    max_concurrency: int,
+    jobs_at_once: int | None,
 ) -> None:
-    settings = make_settings(max_concurrency=max_concurrency)
-    worker = RunpodWorker(settings, SequentialEngine(settings))
+    settings = make_settings(max_concurrency=max_concurrency, max_batch_size=6)
+    worker = RunpodWorker(settings, engine_class(settings))
 
-    assert worker.concurrency_modifier(0) == jobs_at_once
+    # 0: what the engine runs at once (1 for sequential, the batch size for batched)
+    expected = jobs_at_once or (6 if engine_name == "batched" else 1)
+    assert worker.concurrency_modifier(0) == expected
     assert worker.serverless_config()["return_aggregate_stream"] is True

@@ -44,3 +44,9 @@ def test_served_model_name_defaults_to_the_model() -> None:
 def test_out_of_range_values_are_refused() -> None:
     with pytest.raises(ValueError, match="port"):
         Settings(port=70000)
+
+
+def test_generation_slots_follow_the_engine_unless_set() -> None:
+    assert Settings(engine="sequential").generation_slots == 1
+    assert Settings(engine="batched", max_batch_size=12).generation_slots == 12
+    assert Settings(engine="batched", max_concurrency=3).generation_slots == 3

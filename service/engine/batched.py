@@ -57,7 +57,7 @@ class BatchedEngine(Engine):
     def __init__(self, settings: Settings, loader: Callable[[Settings], LoadedModel] = load_model):
         super().__init__()
         self.model_name = settings.model_name
-        self.max_concurrency = settings.max_concurrency or settings.max_batch_size
+        self.max_concurrency = settings.generation_slots
         self._settings = settings
         self._loader = loader
         self._loaded: LoadedModel | None = None
