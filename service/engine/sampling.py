@@ -90,7 +90,9 @@ class SeededSampler(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._greedy:
             return scores
+        if self._temperature.device != scores.device:  # once: then no copies per token
+            self._temperature = self._temperature.to(scores.device)
+            self._top_p = self._top_p.to(scores.device)
         step = input_ids.shape[-1] - self._prompt_length
         keys = torch.tensor([noise_key(self._seed, step)], device=scores.device)
-        device = scores.device
-        return apply_sampling(scores, self._temperature.to(device), self._top_p.to(device), keys)
+        return apply_sampling(scores, self._temperature, self._top_p, keys)
