@@ -25,7 +25,7 @@ from service.engine.base import (
 from service.errors import APIError
 from service.instance import current_instance
 from service.metrics import Metrics
-from service.schemas import ChatDone, InstanceInfo, Timings, Usage
+from service.schemas import ChatDone, ChatRequest, InstanceInfo, Timings, Usage, stop_tuple
 from service.settings import Settings
 
 # Below this, sampling divides logits by ~0 and overflows: treat it as greedy, as vLLM does.
@@ -202,6 +202,18 @@ class ChatService:
             stop=stop,
             ignore_eos=ignore_eos,
         )
+
+    async def start_native(self, body: ChatRequest) -> ChatGeneration:
+        """Start a /v1/chat request (also a RunPod job's input). Raises :class:`APIError`."""
+        params = self.sampling_params(
+            max_new_tokens=body.max_new_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+            stop=stop_tuple(body.stop),
+            ignore_eos=body.ignore_eos,
+        )
+        return await self.start([Message(role=m.role, content=m.content) for m in body.messages], params)
 
     async def start(self, messages: Sequence[Message], params: SamplingParams) -> ChatGeneration:
         """Check the request against the model, wait for a slot, start generating.

@@ -18,9 +18,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.chat_service import ChatService, build_chat_service
-from service.engine.base import Engine, Message
+from service.engine.base import Engine
 from service.errors import APIError, validation_error_to_api_error
-from service.schemas import ChatRequest, stop_tuple
+from service.schemas import ChatRequest
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -31,17 +31,7 @@ Chunk = dict[str, Any]
 async def stream_chunks(chat_service: ChatService, job_input: Any) -> AsyncIterator[Chunk]:
     """Validate ``job_input`` as a /v1/chat body, generate, and yield its chunks."""
     try:
-        body = ChatRequest.model_validate(job_input)
-        params = chat_service.sampling_params(
-            max_new_tokens=body.max_new_tokens,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            seed=body.seed,
-            stop=stop_tuple(body.stop),
-            ignore_eos=body.ignore_eos,
-        )
-        messages = [Message(role=m.role, content=m.content) for m in body.messages]
-        generation = await chat_service.start(messages, params)
+        generation = await chat_service.start_native(ChatRequest.model_validate(job_input))
     except ValidationError as exc:
         yield validation_error_to_api_error(exc.errors()).body()
         return

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,7 +25,6 @@ from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerF
 logger = logging.getLogger(__name__)
 
 TINY_MODEL_NAME = "tiny-random"
-# Bump when the recipe changes, so an old cache is never served as the new model.
 TINY_MODEL_VERSION = "v1"
 # Target size of the trained vocabulary; the small corpus yields a few hundred merges.
 VOCAB_SIZE = 1024
@@ -65,20 +65,57 @@ Unicode works too: naïve café, déjà vu, 東京, Привет, 😀.
 """
 
 
+@dataclass(frozen=True)
+class RandomMistralRecipe:
+    """A Mistral-architecture model with random weights and tiny-random's tokenizer."""
+
+    name: str
+    # Bump when the recipe changes, so an old cache is never served as the new model.
+    version: str
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+
+    def directory(self, cache_dir: Path) -> Path:
+        return cache_dir / f"{self.name}-{self.version}"
+
+
+TINY_RANDOM = RandomMistralRecipe(
+    name=TINY_MODEL_NAME,
+    version=TINY_MODEL_VERSION,
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
+
+
 def tiny_model_dir(cache_dir: Path) -> Path:
     """Where the tiny model of the current recipe lives under ``cache_dir``."""
-    return cache_dir / f"{TINY_MODEL_NAME}-{TINY_MODEL_VERSION}"
+    return TINY_RANDOM.directory(cache_dir)
 
 
 def ensure_tiny_model(cache_dir: Path) -> Path:
     """Return the tiny model's directory, building it first if it is not there."""
-    target = tiny_model_dir(cache_dir)
+    return ensure_built(TINY_RANDOM, cache_dir)
+
+
+def build_tiny_model(out_dir: Path) -> None:
+    build_model(TINY_RANDOM, out_dir)
+
+
+def ensure_built(recipe: RandomMistralRecipe, cache_dir: Path) -> Path:
+    """Return ``recipe``'s directory under ``cache_dir``, building it first if it is not there."""
+    target = recipe.directory(cache_dir)
     if (target / "config.json").exists():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
     try:
-        build_tiny_model(staging)
+        build_model(recipe, staging)
         try:
             os.rename(staging, target)
         except OSError:
@@ -87,21 +124,21 @@ def ensure_tiny_model(cache_dir: Path) -> Path:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("built %s into %s", TINY_MODEL_NAME, target)
+    logger.info("built %s into %s", recipe.name, target)
     return target
 
 
-def build_tiny_model(out_dir: Path) -> None:
+def build_model(recipe: RandomMistralRecipe, out_dir: Path) -> None:
     """Train the tokenizer, initialise the model with a fixed seed and save both."""
     tokenizer = train_tokenizer()
     config = MistralConfig(
         vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=384,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=32,
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.num_hidden_layers,
+        num_attention_heads=recipe.num_attention_heads,
+        num_key_value_heads=recipe.num_key_value_heads,
+        head_dim=recipe.hidden_size // recipe.num_attention_heads,
         max_position_embeddings=CONTEXT_LENGTH,
         sliding_window=None,
         bos_token_id=tokenizer.bos_token_id,

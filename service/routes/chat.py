@@ -12,11 +12,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from service.chat_service import ChatGeneration, ChatService
-from service.engine.base import Message
 from service.errors import APIError
 from service.routes.deps import get_chat_service
 from service.routes.sse import SSE_RESPONSE_DOC, GenerationStream, error_event, json_data
-from service.schemas import ChatRequest, ErrorResponse, stop_tuple
+from service.schemas import ChatRequest, ErrorResponse
 
 router = APIRouter(tags=["chat"])
 
@@ -31,16 +30,7 @@ router = APIRouter(tags=["chat"])
 async def chat(
     body: ChatRequest, service: Annotated[ChatService, Depends(get_chat_service)]
 ) -> GenerationStream:
-    messages = [Message(role=m.role, content=m.content) for m in body.messages]
-    params = service.sampling_params(
-        max_new_tokens=body.max_new_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        stop=stop_tuple(body.stop),
-        ignore_eos=body.ignore_eos,
-    )
-    generation = await service.start(messages, params)
+    generation = await service.start_native(body)
     return GenerationStream(_events(generation), generation)
 
 
