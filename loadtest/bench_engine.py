@@ -32,6 +32,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from loadtest.bench.bandwidth import memory_bound
 from loadtest.bench.measure import BenchPlan, measure_server
 from loadtest.bench.model import BENCH_MODEL_NAME, resolve_bench_model
 from loadtest.bench.raw import load_raw_generator
@@ -57,7 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--model", default=BENCH_MODEL_NAME, help="'bench-10m', 'tiny-random' or a model directory"
+        "--model",
+        default=BENCH_MODEL_NAME,
+        help="'bench-10m', 'tiny-random', 'random:<config>' (e.g. random:mistral-7b) or a model directory",
     )
     parser.add_argument("--tokens", type=int, default=128, help="tokens per request, exact (512 on a GPU)")
     parser.add_argument("--concurrency", type=_int_list, default=[1, 4, 8, 16], help="levels, e.g. 1,4,8,16")
@@ -94,9 +97,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark; returns the results it also writes."""
     from service.engine.loader import resolve_device, resolve_dtype
 
-    model_dir = resolve_bench_model(args.model, args.cache_dir)
     threads = args.threads or max(1, len(os.sched_getaffinity(0)) - 1)
     dtype = str(resolve_dtype(args.dtype, resolve_device(args.device))).removeprefix("torch.")
+    model_dir = resolve_bench_model(args.model, args.cache_dir, args.device, dtype)
     prompts = load_prompts(args.prompts)
     plan = BenchPlan(args.tokens, args.concurrency, args.requests_per_level, args.single_repeats)
     raw = load_raw_generator(model_dir, args.tokens, args.device, dtype, threads)
@@ -114,6 +117,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         logger.info("measuring %s", server.name)
         results_by_server[server.name] = measure_server(server, raw, prompts, plan, args.out / f"{stem}-logs")
     raw_runs = [s["single_stream"] for s in results_by_server.values() if s.get("available")]
+    pooled_raw = _pooled_raw(raw_runs)
     results = {
         "config": {
             "model": args.model,
@@ -135,7 +139,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "command_line": shlex.join(["python", "loadtest/bench_engine.py", *sys.argv[1:]]),
         },
         "machine": machine_info(),
-        "raw": _pooled_raw(raw_runs),
+        "raw": pooled_raw,
+        "memory_bound": memory_bound(raw.model, raw.device, pooled_raw["tokens_per_s"]),
         "servers": results_by_server,
     }
     results["targets"] = [t.to_dict() for t in evaluate_targets(results_by_server, args.concurrency)]

@@ -49,7 +49,8 @@ async def run(manager: object, prompt: list[int]) -> tuple[float, float]:
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "sized"
     model = sys.argv[2] if len(sys.argv) > 2 else "tiny-random"
-    loaded = load_model(Settings(model=model, torch_threads=1))
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    loaded = load_model(Settings(model=model, torch_threads=threads))
     tokenizer = loaded.tokenizer
     config = (
         ContinuousBatchingConfig()

@@ -28,11 +28,14 @@ BENCH_10M = RandomMistralRecipe(
 )
 
 
-def resolve_bench_model(model: str, cache_dir: Path) -> Path:
-    """A local model directory for ``model``: 'bench-10m' and 'tiny-random' are built on first use.
+def resolve_bench_model(model: str, cache_dir: Path, device: str = "auto", dtype: str = "auto") -> Path:
+    """A local model directory for ``model``: 'bench-10m', 'tiny-random' and 'random:<config>'
+    (e.g. random:mistral-7b) are built on first use, so that every server loads the same weights.
 
     Raises FileNotFoundError when ``model`` is neither a built-in name nor a directory with a config.json.
     """
+    if model.startswith("random:"):
+        return ensure_random_model_dir(model, cache_dir, device, dtype)
     if model == BENCH_MODEL_NAME:
         return ensure_bench_model(cache_dir)
     if model == "tiny-random":
@@ -46,3 +49,30 @@ def resolve_bench_model(model: str, cache_dir: Path) -> Path:
 def ensure_bench_model(cache_dir: Path) -> Path:
     """Return bench-10m's directory under ``cache_dir``, building it first if it is not there."""
     return ensure_built(BENCH_10M, cache_dir)
+
+
+def ensure_random_model_dir(model: str, cache_dir: Path, device: str, dtype: str) -> Path:
+    """Save ``random:<config>`` (random weights, fixed seed) as a model directory, once per dtype."""
+    import re
+    import shutil
+    import tempfile
+
+    from service.engine.loader import resolve_device, resolve_dtype
+    from service.engine.random_model import load_random_model
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.removeprefix("random:")).strip("-")
+    target = cache_dir / f"random-{slug}-{str(torch_dtype).removeprefix('torch.')}"
+    if (target / "config.json").exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    random_model, tokenizer = load_random_model(model, cache_dir, torch_device, torch_dtype)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
+    try:
+        random_model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -121,6 +121,18 @@ def _headline(results: dict[str, Any]) -> str:
         f"per request (exact), {config['device']} {config['dtype']}, {config['threads']} torch thread(s); "
         f"raw generate {_fmt(raw['tokens_per_s'], '.0f')} tok/s, prefill {_ms(raw['prefill_s'])} ms "
         "(medians of the raw runs interleaved with every server's single streams)"
+        + _memory_bound_line(results.get("memory_bound"))
+    )
+
+
+def _memory_bound_line(bound: dict[str, Any] | None) -> str:
+    if not bound:
+        return ""
+    fraction = bound["raw_fraction_of_bound"]
+    return (
+        f"; weights {bound['weight_bytes'] / 1e9:.3f} GB, measured copy bandwidth "
+        f"{bound['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s: single-stream decode bound "
+        f"{bound['bound_tokens_per_s']:.0f} tok/s, raw generate at {_fmt(fraction, '.0%')} of it"
     )
 
 

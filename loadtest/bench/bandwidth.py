@@ -1,0 +1,55 @@
+"""The memory-bandwidth bound on single-stream decode.
+
+Decoding one token reads every weight once, so one stream cannot exceed
+(measured memory bandwidth) / (weight bytes) tokens/s; raw generate and each
+served single stream are reported as a fraction of that bound. Bandwidth is
+measured here, as a large device-to-device copy (read + write), not taken from
+a spec sheet.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+
+def weight_bytes(model: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def copy_bandwidth_bytes_per_s(device: Any, size_bytes: int = 1 << 29, repeats: int = 5) -> float:
+    """Median bytes moved per second by ``dst.copy_(src)`` on ``device`` (each byte read and written)."""
+    import torch
+
+    source = torch.empty(size_bytes, dtype=torch.uint8, device=device)
+    target = torch.empty_like(source)
+    target.copy_(source)  # warm-up: page faults and allocator
+    rates = []
+    for _ in range(repeats):
+        _synchronize(device)
+        started = time.perf_counter()
+        target.copy_(source)
+        _synchronize(device)
+        rates.append(2 * size_bytes / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def memory_bound(model: Any, device: Any, raw_tokens_per_s: float | None = None) -> dict[str, float | None]:
+    """Weight bytes, measured bandwidth, the decode bound, and raw generate's fraction of it."""
+    weights = weight_bytes(model)
+    bandwidth = copy_bandwidth_bytes_per_s(device)
+    bound = bandwidth / weights
+    return {
+        "weight_bytes": weights,
+        "bandwidth_bytes_per_s": bandwidth,
+        "bound_tokens_per_s": bound,
+        "raw_fraction_of_bound": None if raw_tokens_per_s is None else raw_tokens_per_s / bound,
+    }
+
+
+def _synchronize(device: Any) -> None:
+    import torch
+
+    if getattr(device, "type", str(device)).startswith("cuda"):
+        torch.cuda.synchronize(device)
