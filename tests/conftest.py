@@ -58,6 +58,30 @@ def make_settings(model_cache_dir: Path, engine_name: str) -> Callable[..., Sett
     return make
 
 
+@pytest.fixture
+def small_mistral_config(tmp_path: Path) -> Callable[..., Path]:
+    """``small_mistral_config(vocab_size=...)``: a directory with a tiny Mistral-7B-shaped config.json."""
+    from service.engine.random_model import BUNDLED_CONFIGS
+
+    def write(vocab_size: int) -> Path:
+        config = json.loads(BUNDLED_CONFIGS["mistral-7b"].read_text())
+        config.update(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            head_dim=16,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=vocab_size,
+        )
+        directory = tmp_path / f"small-mistral-{vocab_size}"
+        directory.mkdir()
+        (directory / "config.json").write_text(json.dumps(config))
+        return directory
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()

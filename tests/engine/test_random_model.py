@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,21 +23,11 @@ def test_bundled_mistral_7b_config_is_mistral_7b_instruct_v03() -> None:
 
 
 def test_a_small_config_loads_with_random_weights_and_decodes_every_id(
-    tmp_path: Path, model_cache_dir: Path
+    small_mistral_config: Callable[..., Path], model_cache_dir: Path
 ) -> None:
-    config = json.loads(BUNDLED_CONFIGS["mistral-7b"].read_text())
-    config.update(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        head_dim=16,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=2000,
-    )
-    (tmp_path / "config.json").write_text(json.dumps(config))
+    config_dir = small_mistral_config(vocab_size=2000)
 
-    loaded = load_model(Settings(model=f"random:{tmp_path}", cache_dir=model_cache_dir, device="cpu"))
+    loaded = load_model(Settings(model=f"random:{config_dir}", cache_dir=model_cache_dir, device="cpu"))
 
     assert loaded.model.config.vocab_size == len(loaded.tokenizer) == 2000
     assert loaded.model.config.num_hidden_layers == 2
