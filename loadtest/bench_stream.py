@@ -67,8 +67,9 @@ def in_process(model_id: str, threads: int, tokens: int, repeats: int) -> dict[s
             model.generate(input_ids, **kwargs)
 
     def ours() -> None:
+        streamer = TokenStreamer(tokenizer.backend_tokenizer, (), lambda _: None)
         with torch.inference_mode():
-            model.generate(input_ids, streamer=TokenStreamer(tokenizer.backend_tokenizer, (), len), **kwargs)
+            model.generate(input_ids, streamer=streamer, **kwargs)
 
     def stock() -> None:
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)

@@ -1,27 +1,41 @@
 """Admission control: who may generate now, who may wait, who is turned away.
 
-A request takes one of ``max_concurrency`` slots for its whole stream. When
-none is free it waits, if fewer than ``max_queue`` are already waiting, for at
-most its queue timeout; otherwise it is refused at once (429), before any
-stream starts. While the server drains for shutdown, new requests are refused
-(503) and the ones admitted run to their end.
+A request is admitted (:meth:`AdmissionController.admit`) or refused at once:
+429 when ``max_concurrency`` generate and ``max_queue`` wait already, 503 while
+the server drains for shutdown. An admitted request then waits, inside its
+response, for one of the ``max_concurrency`` generation slots
+(:meth:`AdmissionController.take_slot`), gives the slot back when its generation
+ends, and leaves when its response has been written.
+
+The drain waits for every admitted request to leave, running or waiting: a
+request moves from waiting to running in one step with nothing in between, so
+there is no instant at which the server looks idle while a request is queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from dataclasses import dataclass
 
 from service.errors import APIError
 
 
-@dataclass
-class Slot:
-    """A held generation slot; :meth:`AdmissionController.release` gives it back once."""
+class TicketState(enum.Enum):
+    WAITING = "waiting"  # for a generation slot
+    RUNNING = "running"  # holds a slot
+    FINISHING = "finishing"  # gave its slot back; its response is still being written
+    LEFT = "left"
 
-    waited_s: float
-    released: bool = False
+
+@dataclass
+class Ticket:
+    """One admitted request, from :meth:`AdmissionController.admit` to :meth:`~AdmissionController.leave`."""
+
+    admitted_at: float
+    waited_s: float = 0.0
+    state: TicketState = TicketState.WAITING
 
 
 class AdmissionController:
@@ -33,16 +47,16 @@ class AdmissionController:
         self.retry_after_s = retry_after_s
         self.running = 0
         self.waiting = 0
+        self.admitted = 0  # running, waiting, or still writing their response
         self.draining = False
         self._free = asyncio.Semaphore(max_concurrency)
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def acquire(self, timeout_s: float | None) -> Slot:
-        """Take a slot, waiting at most ``timeout_s`` (None: no limit). Raises :class:`APIError`."""
+    def admit(self) -> Ticket:
+        """Admit a request as waiting for a slot, or refuse it now. Raises :class:`APIError` (429, 503)."""
         if self.draining:
             raise APIError(503, "the server is shutting down", code="shutting_down")
-        started = time.perf_counter()
         must_wait = self.running >= self.max_concurrency or self.waiting > 0
         if must_wait and self.waiting >= self.max_queue:
             raise APIError(
@@ -52,43 +66,47 @@ class AdmissionController:
                 headers={"Retry-After": str(self.retry_after_s)},
             )
         self.waiting += 1
+        self.admitted += 1
         self._idle.clear()
-        try:
-            await asyncio.wait_for(self._free.acquire(), timeout_s)
-        except TimeoutError:
-            raise APIError(
-                503,
-                f"waited {time.perf_counter() - started:.1f}s for a generation slot without getting one",
-                code="queue_timeout",
-                headers={"Retry-After": str(self.retry_after_s)},
-            ) from None
-        finally:
-            self.waiting -= 1
-            self._update_idle()
-        self.running += 1
-        self._idle.clear()
-        return Slot(waited_s=time.perf_counter() - started)
+        return Ticket(admitted_at=time.perf_counter())
 
-    def release(self, slot: Slot) -> None:
-        if slot.released:
+    async def take_slot(self, ticket: Ticket) -> None:
+        """Wait for a generation slot; the caller bounds the wait (``asyncio.timeout``)."""
+        await self._free.acquire()
+        # No await between these: the ticket is counted as waiting or running at every instant.
+        self.waiting -= 1
+        self.running += 1
+        ticket.state = TicketState.RUNNING
+        ticket.waited_s = time.perf_counter() - ticket.admitted_at
+
+    def free_slot(self, ticket: Ticket) -> None:
+        """The generation ended: the next waiting request may start. Idempotent."""
+        if ticket.state is TicketState.RUNNING:
+            ticket.state = TicketState.FINISHING
+            self.running -= 1
+            self._free.release()
+
+    def leave(self, ticket: Ticket) -> None:
+        """The response is written (or abandoned): forget the request. Idempotent."""
+        if ticket.state is TicketState.LEFT:
             return
-        slot.released = True
-        self.running -= 1
-        self._free.release()
-        self._update_idle()
+        if ticket.state is TicketState.RUNNING:
+            self.free_slot(ticket)
+        elif ticket.state is TicketState.WAITING:
+            self.waiting -= 1
+        ticket.state = TicketState.LEFT
+        self.admitted -= 1
+        if self.admitted == 0:
+            self._idle.set()
 
     def begin_drain(self) -> None:
         """Refuse new requests from now on; the admitted ones carry on."""
         self.draining = True
 
     async def wait_idle(self, timeout_s: float) -> bool:
-        """Wait until no request runs or waits; False if ``timeout_s`` passed first."""
+        """Wait until every admitted request has left; False if ``timeout_s`` passed first."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
             return False
         return True
-
-    def _update_idle(self) -> None:
-        if self.running == 0 and self.waiting == 0:
-            self._idle.set()

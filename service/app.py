@@ -17,7 +17,7 @@ from service.auth import ApiKeyAuth
 from service.chat_service import build_chat_service
 from service.engine.base import Engine, EngineState
 from service.errors import install_error_handlers
-from service.middleware import BodySizeLimit, RequestCounter
+from service.middleware import BodySizeLimit, HeadAsGet, RequestCounter
 from service.routes import chat, health, metrics, openai
 from service.settings import Settings
 
@@ -63,10 +63,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     install_error_handlers(app)
     for router in (health.router, metrics.router, chat.router, openai.router):
         app.include_router(router)
-    # Added last runs first: count every API request, then refuse strangers, then oversized bodies.
+    # Added last runs first: HEAD becomes GET, count every API request, then refuse strangers,
+    # then oversized bodies.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeyAuth, api_keys=settings.api_keys)
     app.add_middleware(RequestCounter, metrics=chat_service.metrics)
+    app.add_middleware(HeadAsGet)
     return app
 
 

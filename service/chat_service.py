@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from service.admission import AdmissionController, Slot
+from service.admission import AdmissionController, Ticket
 from service.engine.base import (
     Engine,
     EngineError,
@@ -19,6 +19,7 @@ from service.engine.base import (
     GenerationFinished,
     InvalidPromptError,
     Message,
+    Prompt,
     SamplingParams,
     TextDelta,
 )
@@ -35,29 +36,40 @@ _GREEDY_TEMPERATURE = 1e-5
 class ChatGeneration:
     """One admitted request's generation.
 
-    Iterate :meth:`texts` for the text; afterwards :attr:`done` holds the finish
-    reason, usage and timings. A failure or the request deadline after the
-    stream started raises :class:`APIError` from :meth:`texts` (its body is what
-    the client is sent). :meth:`close` must run on every path: it stops the
-    generation if it is still running and gives the slot back.
+    Iterate :meth:`texts` for the text: it first waits for a generation slot
+    (so a streaming response can already be open and sending pings), then
+    streams. Afterwards :attr:`done` holds the finish reason, usage and timings;
+    :attr:`completion_tokens` counts the tokens behind the text so far. A queue
+    timeout, a failure or the request deadline raises :class:`APIError` from
+    :meth:`texts` (its body is what the client is sent). :meth:`close` must run
+    on every path, once the response is written: it stops the generation if it
+    still runs and lets admission control forget the request.
     """
 
     def __init__(
         self,
         service: ChatService,
-        events: AsyncIterator[GenerationEvent],
-        slot: Slot,
+        prompt: Prompt,
+        params: SamplingParams,
+        ticket: Ticket,
         received_at: float,
         deadline: float | None,
+        queue_deadline: float | None,
     ) -> None:
         self._service = service
-        self._events = events
-        self._slot = slot
+        self._prompt = prompt
+        self._params = params
+        self._ticket = ticket
         self._received_at = received_at
         self._deadline = deadline  # event-loop time
+        self._queue_deadline = queue_deadline  # event-loop time
+        self._events: AsyncIterator[GenerationEvent] | None = None
         self._waiting_for_event: asyncio.Timeout | None = None
         self._abort_reason: str | None = None
         self._outcome: str | None = None
+        self._finished = False
+        self.prompt_tokens = len(prompt.token_ids)
+        self.completion_tokens = 0
         self.done: ChatDone | None = None
 
     def abort(self, reason: str) -> None:
@@ -71,6 +83,8 @@ class ChatGeneration:
         first_text_at: float | None = None
         last_text_at = 0.0
         try:
+            await self._take_slot()
+            self._events = self._start_engine()
             while True:
                 event = await self._next_event()
                 if event is None:
@@ -83,14 +97,42 @@ class ChatGeneration:
                     else:
                         metrics.inter_token_latency.observe(now - last_text_at)
                     last_text_at = now
+                    self.completion_tokens = event.completion_tokens
                     yield event.text
                 else:
+                    self.completion_tokens = event.completion_tokens
                     self.done = self._summarise(event, first_text_at or now, now)
                     self._outcome = event.finish_reason
         finally:
-            await self.close()
+            await self._finish_generation()
+
+    async def _take_slot(self) -> None:
+        if self._abort_reason is not None:
+            raise self._aborted()
+        try:
+            async with asyncio.timeout_at(self._queue_deadline) as self._waiting_for_event:
+                await self._service.admission.take_slot(self._ticket)
+        except TimeoutError:
+            if self._abort_reason is not None:
+                raise self._aborted() from None
+            self._outcome = "queue_timeout"
+            waited_s = time.perf_counter() - self._ticket.admitted_at
+            raise APIError(
+                503,
+                f"waited {waited_s:.1f}s for a generation slot without getting one",
+                code="queue_timeout",
+                headers={"Retry-After": str(self._service.admission.retry_after_s)},
+            ) from None
+
+    def _start_engine(self) -> AsyncIterator[GenerationEvent]:
+        try:
+            return self._service.engine.generate(self._prompt, self._params)
+        except EngineError as exc:
+            self._outcome = "error"
+            raise APIError(500, str(exc), error_type="server_error", code="generation_failed") from exc
 
     async def _next_event(self) -> GenerationEvent | None:
+        assert self._events is not None
         if self._abort_reason is not None:
             raise self._aborted()
         try:
@@ -114,20 +156,29 @@ class ChatGeneration:
         self._outcome = "aborted"
         return APIError(503, str(self._abort_reason), code="shutting_down")
 
-    async def close(self) -> None:
-        """Stop generating (if still running), give the slot back, count the outcome. Idempotent."""
-        if self._slot.released:
+    async def _finish_generation(self) -> None:
+        """Stop generating and give the slot to the next request; the response may still be writing."""
+        if self._finished:
             return
+        self._finished = True
         try:
-            await self._events.aclose()  # type: ignore[attr-defined]
+            if self._events is not None:
+                await self._events.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._service.admission.free_slot(self._ticket)
+            self._service.metrics.generations.labels(outcome=self._outcome or "cancelled").inc()
+
+    async def close(self) -> None:
+        """Stop generating (if still running) and leave admission control. Idempotent."""
+        try:
+            await self._finish_generation()
         finally:
             self._service.active.discard(self)
-            self._service.admission.release(self._slot)
-            self._service.metrics.generations.labels(outcome=self._outcome or "cancelled").inc()
+            self._service.admission.leave(self._ticket)
 
     def _summarise(self, event: GenerationFinished, first_text_at: float, finished_at: float) -> ChatDone:
         metrics = self._service.metrics
-        queue_s = self._slot.waited_s + event.queue_s
+        queue_s = self._ticket.waited_s + event.queue_s
         metrics.queue_time.observe(queue_s)
         metrics.e2e_latency.observe(finished_at - self._received_at)
         metrics.prompt_tokens.inc(event.prompt_tokens)
@@ -216,10 +267,10 @@ class ChatService:
         return await self.start([Message(role=m.role, content=m.content) for m in body.messages], params)
 
     async def start(self, messages: Sequence[Message], params: SamplingParams) -> ChatGeneration:
-        """Check the request against the model, wait for a slot, start generating.
+        """Check the request against the model and admit it; its generation waits for a slot in ``texts()``.
 
         Raises :class:`APIError`: 400 for a prompt the model cannot take, 429 when
-        the queue is full, 503 while loading, draining or after the queue timeout.
+        the queue is full, 503 while loading or draining.
         """
         received_at = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -243,20 +294,17 @@ class ChatService:
                 param="messages",
                 code="context_length_exceeded",
             )
-        slot = await self.admission.acquire(self._queue_timeout(deadline, loop.time()))
-        try:
-            events = self.engine.generate(prompt, params)
-        except BaseException:
-            self.admission.release(slot)
-            raise
-        generation = ChatGeneration(self, events, slot, received_at, deadline)
+        ticket = self.admission.admit()
+        queue_timeout = self.settings.queue_timeout
+        queue_deadline = _earliest(loop.time() + queue_timeout if queue_timeout > 0 else None, deadline)
+        generation = ChatGeneration(self, prompt, params, ticket, received_at, deadline, queue_deadline)
         self.active.add(generation)
         return generation
 
-    def _queue_timeout(self, deadline: float | None, now: float) -> float | None:
-        limits = [self.settings.queue_timeout or None, None if deadline is None else deadline - now]
-        present = [limit for limit in limits if limit is not None]
-        return max(0.0, min(present)) if present else None
+
+def _earliest(*deadlines: float | None) -> float | None:
+    present = [deadline for deadline in deadlines if deadline is not None]
+    return min(present) if present else None
 
 
 def build_chat_service(settings: Settings, engine: Engine) -> ChatService:

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: body size limit and request counting.
+"""Pure ASGI middleware: HEAD as GET, body size limit and request counting.
 
 Pure ASGI (not BaseHTTPMiddleware) so that streamed responses pass through
 untouched and a client disconnect still reaches the SSE response.
@@ -75,3 +75,27 @@ class RequestCounter:
             await send(message)
 
         await self.app(scope, receive, counting_send)
+
+
+class HeadAsGet:
+    """Answers HEAD as GET without the body (RFC 9110 9.3.2).
+
+    Probes (load balancers, aiperf) send HEAD to /health, /ready, /v1/models and
+    /metrics; FastAPI routes declared GET answer HEAD 405 otherwise. The body is
+    dropped here rather than trusting the ASGI server to, since providers run their own.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)

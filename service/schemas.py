@@ -108,15 +108,24 @@ class ChatDone(BaseModel):
 
 
 # ----- OpenAI-compatible endpoint: POST /v1/chat/completions -----
+OpenAIRole = Literal["system", "developer", "user", "assistant"]
+
+
 class TextContentPart(BaseModel):
     type: Literal["text"]
     text: str = Field(strict=True)
 
 
 class OpenAIMessage(BaseModel):
-    role: Role
+    role: OpenAIRole = Field(
+        description="'developer' is OpenAI's newer name for 'system' and is taken as it."
+    )
     content: str | list[TextContentPart] = Field(union_mode="left_to_right")
     name: str | None = None
+
+    @property
+    def chat_role(self) -> Role:
+        return "system" if self.role == "developer" else self.role
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -126,6 +135,9 @@ class OpenAIMessage(BaseModel):
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
+    continuous_usage_stats: bool = Field(
+        False, description="With include_usage: every chunk carries the usage so far (vLLM's extension)."
+    )
 
 
 class ChatCompletionRequest(BaseModel):
@@ -144,11 +156,57 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     ignore_eos: bool = Field(False, description="Extension: generate exactly max_tokens tokens.")
+    # OpenAI fields this server cannot honour: declared so that asking for them is a 400
+    # naming the field, not plain text with no hint that the request was not understood.
+    tools: list[dict[str, Any]] | None = Field(None, description="Not supported: must be absent or empty.")
+    tool_choice: str | dict[str, Any] | None = Field(None, description="Only 'none' or 'auto' (no tools).")
+    functions: list[dict[str, Any]] | None = Field(
+        None, description="Not supported: must be absent or empty."
+    )
+    function_call: str | dict[str, Any] | None = Field(None, description="Only 'none' or 'auto'.")
+    logprobs: bool | None = Field(None, description="Not supported: must be absent or false.")
+    top_logprobs: int | None = Field(None, description="Not supported: must be absent or 0.")
+    response_format: dict[str, Any] | None = Field(None, description="Only {'type': 'text'}.")
 
     @field_validator("stop")
     @classmethod
     def _few_stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
         return _check_stop(value)
+
+    @field_validator("tools", "functions")
+    @classmethod
+    def _no_tools(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value:
+            raise ValueError("tool calling is not supported: this server only generates text")
+        return value
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _no_tool_choice(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if value not in (None, "none", "auto"):
+            raise ValueError(f"{value!r} is not supported: this server never calls a tool ('none' or 'auto')")
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("logprobs are not supported by this server")
+        return value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _no_top_logprobs(cls, value: int | None) -> int | None:
+        if value:
+            raise ValueError("logprobs are not supported by this server")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and value.get("type") != "text":
+            raise ValueError(f"{value.get('type')!r} is not supported: only {{'type': 'text'}}")
+        return value
 
 
 class AssistantMessage(BaseModel):

@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds a whole request may take; past it, generation stops (0: no limit).",
     )
+    sse_ping_interval: float = Field(
+        15.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds between ': ping' comments on an open stream, also while it waits for a slot; "
+        "keeps proxies from closing a quiet connection.",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body; larger gets 413.")
     drain_timeout: float = Field(
         30.0,

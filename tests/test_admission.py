@@ -10,59 +10,83 @@ from typing import Any
 import httpx
 import pytest
 
-from service.admission import AdmissionController
+from service.admission import AdmissionController, Ticket, TicketState
 from service.errors import APIError
 from tests.conftest import stream_chat
+
+
+async def admitted_with_slot(admission: AdmissionController) -> Ticket:
+    ticket = admission.admit()
+    await admission.take_slot(ticket)
+    return ticket
 
 
 def test_slots_then_queue_then_429() -> None:
     async def scenario() -> None:
         admission = AdmissionController(max_concurrency=1, max_queue=1)
-        first = await admission.acquire(timeout_s=None)
-        waiter = asyncio.create_task(admission.acquire(timeout_s=5))
+        first = await admitted_with_slot(admission)
+        second = admission.admit()
+        waiter = asyncio.create_task(admission.take_slot(second))
         await asyncio.sleep(0)
         assert (admission.running, admission.waiting) == (1, 1)
 
         with pytest.raises(APIError) as refused:
-            await admission.acquire(timeout_s=5)
+            admission.admit()
         assert refused.value.status_code == 429
         assert refused.value.headers == {"Retry-After": "1"}
 
-        admission.release(first)
-        admission.release(first)  # releasing twice is harmless
-        second = await waiter
+        admission.free_slot(first)
+        admission.free_slot(first)  # freeing twice is harmless
+        await waiter
         assert (admission.running, admission.waiting) == (1, 0)
-        admission.release(second)
+        admission.leave(first)
+        admission.leave(first)  # so is leaving twice
+        admission.leave(second)
+        assert (admission.running, admission.waiting, admission.admitted) == (0, 0, 0)
         assert await admission.wait_idle(0.1)
 
     asyncio.run(scenario())
 
 
-def test_queue_timeout_is_503() -> None:
+def test_a_request_that_leaves_while_waiting_gives_its_place_back() -> None:
     async def scenario() -> None:
-        admission = AdmissionController(max_concurrency=1, max_queue=4)
-        held = await admission.acquire(timeout_s=None)
-        with pytest.raises(APIError) as timed_out:
-            await admission.acquire(timeout_s=0.05)
-        assert timed_out.value.status_code == 503
-        assert timed_out.value.code == "queue_timeout"
-        assert admission.waiting == 0
-        admission.release(held)
+        admission = AdmissionController(max_concurrency=1, max_queue=1)
+        held = await admitted_with_slot(admission)
+        waiting = admission.admit()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await admission.take_slot(waiting)
+        admission.leave(waiting)
+        assert (admission.running, admission.waiting, admission.admitted) == (1, 0, 1)
+
+        admission.leave(held)
+        assert await admission.wait_idle(0.1)
+        assert (await admitted_with_slot(admission)).state is TicketState.RUNNING
 
     asyncio.run(scenario())
 
 
-def test_draining_refuses_new_requests_and_waits_for_running_ones() -> None:
+def test_draining_waits_for_every_admitted_request_running_waiting_or_finishing() -> None:
     async def scenario() -> None:
-        admission = AdmissionController(max_concurrency=2, max_queue=0)
-        held = await admission.acquire(timeout_s=None)
+        admission = AdmissionController(max_concurrency=1, max_queue=1)
+        running = await admitted_with_slot(admission)
+        waiting = admission.admit()
+        waiter = asyncio.create_task(admission.take_slot(waiting))
         admission.begin_drain()
         with pytest.raises(APIError) as refused:
-            await admission.acquire(timeout_s=None)
+            admission.admit()
         assert refused.value.status_code == 503
+
+        admission.free_slot(running)
+        admission.leave(running)
+        # The waiting request takes the freed slot: the server must not look idle meanwhile.
         assert not await admission.wait_idle(0.05)
-        asyncio.get_running_loop().call_later(0.05, admission.release, held)
-        assert await admission.wait_idle(1)
+        await waiter
+        admission.free_slot(waiting)
+        assert waiting.state is TicketState.FINISHING
+        assert not await admission.wait_idle(0.05), "its response is still being written"
+        admission.leave(waiting)
+        assert await admission.wait_idle(0.05)
 
     asyncio.run(scenario())
 

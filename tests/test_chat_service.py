@@ -1,7 +1,9 @@
-"""Deadlines: the queue timeout before the stream, the request timeout during it."""
+"""Deadlines: the queue timeout while a stream waits for a slot, the request timeout during it."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,18 +36,35 @@ def test_non_streaming_request_timeout_is_504(make_server: Callable[..., Any]) -
     assert response.json()["error"]["code"] == "request_timeout"
 
 
-def test_queue_timeout_is_503_before_the_stream(make_server: Callable[..., Any]) -> None:
+def test_a_queued_stream_starts_at_once_pings_while_waiting_then_ends_with_queue_timeout(
+    make_server: Callable[..., Any],
+) -> None:
+    # Proxies drop a request whose headers are slow (Beam's gateway: 30 s) or a quiet connection:
+    # the 200 goes out before the request has a slot, and comments keep the connection busy.
     with (
-        make_server(max_concurrency=1, max_queue=1, queue_timeout=0.3) as url,
+        make_server(max_concurrency=1, max_queue=2, queue_timeout=1.0, sse_ping_interval=0.2) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         body = {"messages": "hello", "max_new_tokens": 1800, "ignore_eos": True}
         with http.stream("POST", "/v1/chat", json=body) as long_stream:
-            lines = long_stream.iter_lines()
-            next(lines)
-            waited = http.post("/v1/chat", json={"messages": "hi", "max_new_tokens": 1})
+            long_lines = long_stream.iter_lines()  # held: a dropped iterator closes the stream
+            next(long_lines)
+            sent_at = time.perf_counter()
+            with http.stream("POST", "/v1/chat", json={"messages": "hi", "max_new_tokens": 1}) as queued:
+                headers_after_s = time.perf_counter() - sent_at
+                lines = list(queued.iter_lines())
+            non_streaming = http.post(
+                "/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+            )
 
-        assert waited.status_code == 503
-        assert waited.json()["error"]["code"] == "queue_timeout"
-        assert "Retry-After" in waited.headers
+        assert queued.status_code == 200
+        assert headers_after_s < 0.5
+        assert sum(line.startswith(": ping") for line in lines) >= 3
+        assert "event: error" in lines
+        error = json.loads(lines[lines.index("event: error") + 1].removeprefix("data: "))
+        assert error["error"]["code"] == "queue_timeout"
+        assert non_streaming.status_code == 503
+        assert non_streaming.json()["error"]["code"] == "queue_timeout"
+        assert "Retry-After" in non_streaming.headers
         assert http.get("/ready").status_code == 200

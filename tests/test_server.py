@@ -119,3 +119,30 @@ def test_drain_timeout_ends_long_streams_and_exits_0(start_server) -> None:  # t
     assert outcome["done"] is None  # cut short by the drain timeout...
     assert outcome["error"] is None  # ...with an error event, not a broken connection
     assert outcome["error_event"]["error"]["code"] == "shutting_down"  # type: ignore[index]
+
+
+def test_sigterm_drain_finishes_the_queued_stream_too(start_server) -> None:  # type: ignore[no-untyped-def]
+    # One slot: the second stream waits for the first. Both were admitted, so both must finish.
+    process, url = start_server("--drain-timeout", "60", "--max-concurrency", "1")
+    first, first_outcome, first_started = stream_in_background(url, tokens=600)
+    assert first_started.wait(30)
+    second, second_outcome, _ = stream_in_background(url, tokens=300)
+    deadline = time.monotonic() + 10
+    while "llm_requests_waiting 1.0" not in httpx.get(f"{url}/metrics").text:
+        assert time.monotonic() < deadline, "the second stream never queued"
+        time.sleep(0.01)
+
+    process.send_signal(signal.SIGTERM)
+    first.join(60)
+    time.sleep(0.5)  # the moment the first stream ends is when the queued one used to be cut
+    with httpx.Client(base_url=url, timeout=10) as http:
+        ready_while_second_runs = http.get("/ready").status_code
+    second.join(60)
+    exit_code = process.wait(30)
+
+    assert first_outcome["error"] is None
+    assert first_outcome["done"]["usage"]["completion_tokens"] == 600  # type: ignore[index]
+    assert ready_while_second_runs == 503
+    assert second_outcome["error"] is None, second_outcome["error"]
+    assert second_outcome["done"]["usage"]["completion_tokens"] == 300  # type: ignore[index]
+    assert exit_code == 0

@@ -53,6 +53,8 @@ class Prompt:
 @dataclass(frozen=True)
 class TextDelta:
     text: str
+    # Tokens generated so far, those behind this text included (OpenAI's continuous usage).
+    completion_tokens: int = 0
 
 
 @dataclass(frozen=True)

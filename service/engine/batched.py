@@ -179,7 +179,7 @@ class BatchedEngine(Engine):
                 if done and not stop_matched:
                     text += stop_matcher.flush()
                 if text:
-                    yield TextDelta(text)
+                    yield TextDelta(text, seen)
                 if done:
                     finished = output.is_finished()
                     length_reached = seen >= params.max_new_tokens and not stop_matched

@@ -108,9 +108,9 @@ class SequentialEngine(Engine):
         loaded = self._require_loaded()
         assert self._thread is not None
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[str | GenerationFinished | BaseException] = asyncio.Queue()
+        events: asyncio.Queue[TextDelta | GenerationFinished | BaseException] = asyncio.Queue()
 
-        def emit(item: str | GenerationFinished | BaseException) -> None:
+        def emit(item: TextDelta | GenerationFinished | BaseException) -> None:
             loop.call_soon_threadsafe(events.put_nowait, item)
 
         streamer = TokenStreamer(loaded.tokenizer.backend_tokenizer, params.stop, emit)
@@ -118,20 +118,22 @@ class SequentialEngine(Engine):
         self._thread.submit(
             lambda: self._run_generation(loaded, prompt, params, streamer, emit, submitted_at)
         )
-        next_item: str | GenerationFinished | BaseException | None = None
+        next_item: TextDelta | GenerationFinished | BaseException | None = None
         try:
             while True:
                 item = next_item if next_item is not None else await events.get()
                 next_item = None
-                if isinstance(item, str):
+                if isinstance(item, TextDelta):
                     # When the client reads slower than the model writes, send what piled up as one delta.
+                    pieces = [item.text]
                     while not events.empty():
                         queued = events.get_nowait()
-                        if not isinstance(queued, str):
+                        if not isinstance(queued, TextDelta):
                             next_item = queued
                             break
-                        item += queued
-                    yield TextDelta(item)
+                        pieces.append(queued.text)
+                        item = queued
+                    yield TextDelta("".join(pieces), item.completion_tokens)
                 elif isinstance(item, GenerationFinished):
                     yield item
                     return

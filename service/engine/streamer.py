@@ -21,6 +21,8 @@ from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 from transformers.generation.streamers import BaseStreamer
 
+from service.engine.base import TextDelta
+
 
 class GenerationStopped(Exception):
     """Raised from ``put()`` to end ``generate()`` early (cancelled, or a stop string matched)."""
@@ -66,11 +68,12 @@ def _longest_prefix_at_end(text: str, stop: str) -> int:
 class TokenStreamer(BaseStreamer):
     """Receives token ids from ``generate()`` on the inference thread; emits text.
 
-    ``emit`` is called on the inference thread with each new piece of text; it
-    must not block (the engine passes a ``loop.call_soon_threadsafe`` wrapper).
+    ``emit`` is called on the inference thread with each new piece of text, as a
+    :class:`TextDelta` that counts the tokens generated so far; it must not
+    block (the engine passes a ``loop.call_soon_threadsafe`` wrapper).
     """
 
-    def __init__(self, tokenizer: Tokenizer, stop: Sequence[str], emit: Callable[[str], Any]) -> None:
+    def __init__(self, tokenizer: Tokenizer, stop: Sequence[str], emit: Callable[[TextDelta], Any]) -> None:
         self._tokenizer = tokenizer
         self._decoder = DecodeStream(skip_special_tokens=True)
         self._stop_matcher = StopStringMatcher(stop)
@@ -102,7 +105,7 @@ class TokenStreamer(BaseStreamer):
                 continue  # a partial UTF-8 sequence or a special token
             text, matched = self._stop_matcher.feed(piece)
             if text:
-                self._emit(text)
+                self._emit(TextDelta(text, self.completion_tokens))
             if matched:
                 self.stop_string_matched = True
                 raise GenerationStopped
@@ -110,4 +113,4 @@ class TokenStreamer(BaseStreamer):
     def end(self) -> None:
         tail = self._stop_matcher.flush()
         if tail:
-            self._emit(tail)
+            self._emit(TextDelta(tail, self.completion_tokens))

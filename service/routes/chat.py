@@ -31,7 +31,7 @@ async def chat(
     body: ChatRequest, service: Annotated[ChatService, Depends(get_chat_service)]
 ) -> GenerationStream:
     generation = await service.start_native(body)
-    return GenerationStream(_events(generation), generation)
+    return GenerationStream(_events(generation), generation, service.settings.sse_ping_interval)
 
 
 async def _events(generation: ChatGeneration) -> AsyncIterator[dict[str, str]]:

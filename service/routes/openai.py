@@ -30,6 +30,8 @@ from service.schemas import (
     ErrorResponse,
     ModelCard,
     ModelList,
+    StreamOptions,
+    Usage,
     stop_tuple,
 )
 
@@ -54,7 +56,7 @@ async def chat_completions(
     service: Annotated[ChatService, Depends(get_chat_service)],
     request: Request,
 ) -> ChatCompletion | GenerationStream:
-    messages = [Message(role=m.role, content=m.text()) for m in body.messages]
+    messages = [Message(role=m.chat_role, content=m.text()) for m in body.messages]
     use_completion_tokens = body.max_completion_tokens is not None
     params = service.sampling_params(
         max_new_tokens=body.max_completion_tokens if use_completion_tokens else body.max_tokens,
@@ -69,8 +71,15 @@ async def chat_completions(
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     model = service.engine.model_name
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return GenerationStream(_chunks(generation, completion_id, model, include_usage), generation)
+        options = body.stream_options or StreamOptions()
+        chunks = _chunks(
+            generation,
+            completion_id,
+            model,
+            include_usage=options.include_usage,
+            continuous_usage=options.include_usage and options.continuous_usage_stats,
+        )
+        return GenerationStream(chunks, generation, service.settings.sse_ping_interval)
 
     try:
         text = "".join([piece async for piece in generation.texts()])
@@ -86,13 +95,22 @@ async def chat_completions(
 
 
 async def _chunks(
-    generation: ChatGeneration, completion_id: str, model: str, include_usage: bool
+    generation: ChatGeneration, completion_id: str, model: str, *, include_usage: bool, continuous_usage: bool
 ) -> AsyncIterator[dict[str, str]]:
     created = int(time.time())
 
     def chunk(delta: Delta, finish_reason: str | None = None) -> dict[str, str]:
         choice = ChunkChoice(delta=delta, finish_reason=finish_reason)  # type: ignore[arg-type]
-        body = ChatCompletionChunk(id=completion_id, created=created, model=model, choices=[choice])
+        usage = None
+        if continuous_usage:
+            usage = Usage(
+                prompt_tokens=generation.prompt_tokens,
+                completion_tokens=generation.completion_tokens,
+                total_tokens=generation.prompt_tokens + generation.completion_tokens,
+            )
+        body = ChatCompletionChunk(
+            id=completion_id, created=created, model=model, choices=[choice], usage=usage
+        )
         return {"data": body.model_dump_json(exclude_none=False)}
 
     # OpenAI sends the role first, in a chunk of its own with empty content.

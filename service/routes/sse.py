@@ -25,9 +25,13 @@ class GenerationStream(EventSourceResponse):
     before the first event: the generator never starts, so its own cleanup never runs.
     """
 
-    def __init__(self, events: AsyncIterator[dict[str, str]], generation: ChatGeneration) -> None:
+    def __init__(
+        self, events: AsyncIterator[dict[str, str]], generation: ChatGeneration, ping_interval_s: float
+    ) -> None:
         # "\n" separators: the most widely parsed form, and what curl shows plainly.
-        super().__init__(events, sep="\n")
+        # The headers go out at once, before the request has a generation slot; while it
+        # waits, ": ping" comments keep proxies from timing the connection out.
+        super().__init__(events, sep="\n", ping=ping_interval_s)
         self._generation = generation
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

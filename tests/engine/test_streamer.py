@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 
+from service.engine.base import TextDelta
 from service.engine.streamer import GenerationStopped, StopStringMatcher, TokenStreamer
 
 
@@ -44,8 +45,8 @@ def test_matcher_holds_back_only_what_could_become_a_stop_string() -> None:
 
 
 def stream_ids(tokenizer: Any, token_ids: list[int], stop: tuple[str, ...] = ()) -> tuple[list[str], Any]:
-    emitted: list[str] = []
-    streamer = TokenStreamer(tokenizer.backend_tokenizer, stop, emitted.append)
+    deltas: list[TextDelta] = []
+    streamer = TokenStreamer(tokenizer.backend_tokenizer, stop, deltas.append)
     streamer.put(torch.tensor([[1, 2, 3]]))  # the prompt, which generate() puts first
     try:
         for token_id in token_ids:
@@ -53,7 +54,10 @@ def stream_ids(tokenizer: Any, token_ids: list[int], stop: tuple[str, ...] = ())
         streamer.end()
     except GenerationStopped:
         pass
-    return emitted, streamer
+    counts = [delta.completion_tokens for delta in deltas]
+    assert counts == sorted(counts), "token counts only grow"
+    assert all(count <= streamer.completion_tokens for count in counts)
+    return [delta.text for delta in deltas], streamer
 
 
 def test_streamed_text_equals_batch_decode(tokenizer: Any) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from service.app import create_app
 from service.engine.base import Engine
@@ -71,3 +72,19 @@ def test_a_model_that_fails_to_load_is_reported(
     assert ready.status_code == 503
     assert ready.json()["status"] == "failed"
     assert "no-such-model" in ready.json()["reason"]
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/ping", "/v1/models", "/metrics"])
+def test_head_answers_like_get_without_a_body(client: httpx.Client, path: str) -> None:
+    # Probes (load balancers, aiperf) send HEAD; FastAPI routes declared GET answer it 405 by default.
+    get = client.get(path)
+    head = client.head(path)
+
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_head_on_a_post_route_is_405(client: httpx.Client) -> None:
+    assert client.head("/v1/chat").status_code == 405
+    assert client.get("/ready").status_code == 200

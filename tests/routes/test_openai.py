@@ -90,3 +90,51 @@ def test_bad_request_raises_the_sdks_bad_request_error(sdk: openai.OpenAI) -> No
         sdk.chat.completions.create(model="tiny-random", messages=[], max_tokens=5)
 
     assert raised.value.body["param"] == "messages"
+
+
+def test_developer_role_is_taken_as_system(sdk: openai.OpenAI) -> None:
+    def complete(role: str) -> str | None:
+        completion = sdk.chat.completions.create(
+            model="tiny-random",
+            messages=[{"role": role, "content": "Answer briefly."}, *MESSAGES],  # type: ignore[misc]
+            max_tokens=8,
+            seed=5,
+        )
+        return completion.choices[0].message.content
+
+    assert complete("developer") == complete("system")
+
+
+def test_fields_that_ask_for_nothing_special_are_accepted(sdk: openai.OpenAI) -> None:
+    completion = sdk.chat.completions.create(
+        model="tiny-random",
+        messages=MESSAGES,
+        max_tokens=4,
+        logprobs=False,
+        tool_choice="none",
+        response_format={"type": "text"},
+    )
+
+    assert completion.choices[0].message.content is not None
+
+
+def test_continuous_usage_stats_puts_usage_on_every_chunk(sdk: openai.OpenAI) -> None:
+    chunks = list(
+        sdk.chat.completions.create(
+            model="tiny-random",
+            messages=MESSAGES,
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True, "continuous_usage_stats": True},  # type: ignore[typeddict-unknown-key]
+            extra_body={"ignore_eos": True},
+        )
+    )
+
+    assert all(c.usage is not None for c in chunks)
+    completion_tokens = [c.usage.completion_tokens for c in chunks if c.usage]
+    assert completion_tokens == sorted(completion_tokens)
+    assert completion_tokens[-1] == 16
+    prompt_tokens = {c.usage.prompt_tokens for c in chunks if c.usage}
+    assert len(prompt_tokens) == 1
+    usages = [c.usage for c in chunks if c.usage]
+    assert all(u.total_tokens == u.prompt_tokens + u.completion_tokens for u in usages)

@@ -45,6 +45,30 @@ OPENAI_CASES: list[tuple[str, Any, int, str]] = [
         400,
         "messages.0.content",
     ),
+    # OpenAI fields this server cannot honour are refused by name, never silently ignored.
+    (
+        "tools",
+        {"messages": GOOD_MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]},
+        400,
+        "tools",
+    ),
+    ("tool_choice required", {"messages": GOOD_MESSAGES, "tool_choice": "required"}, 400, "tool_choice"),
+    ("functions (legacy tools)", {"messages": GOOD_MESSAGES, "functions": [{"name": "f"}]}, 400, "functions"),
+    ("logprobs", {"messages": GOOD_MESSAGES, "logprobs": True}, 400, "logprobs"),
+    ("top_logprobs", {"messages": GOOD_MESSAGES, "logprobs": True, "top_logprobs": 3}, 400, "logprobs"),
+    (
+        "response_format json_object",
+        {"messages": GOOD_MESSAGES, "response_format": {"type": "json_object"}},
+        400,
+        "response_format",
+    ),
+    (
+        "response_format json_schema",
+        {"messages": GOOD_MESSAGES, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+        400,
+        "response_format",
+    ),
+    ("unknown role", {"messages": [{"role": "tool", "content": "hi"}]}, 400, "messages.0.role"),
 ]
 
 
