@@ -48,7 +48,7 @@ async def load_engine() -> Engine:
     secrets=beam_secrets(deploy_settings),
     gpu=deploy_settings.beam_gpu,
     cpu=deploy_settings.beam_cpu,
-    memory=deploy_settings.beam_memory,
+    memory=f"{deploy_settings.beam_memory_gib}Gi",
     volumes=[beam.Volume(name=deploy_settings.weights_volume, mount_path=WEIGHTS_MOUNT_PATH)],
     on_start=load_engine,
     keep_warm_seconds=deploy_settings.scaledown_window_s,

@@ -40,6 +40,8 @@ app = modal.App(deploy_settings.app_name, image=image)
 
 @app.cls(
     gpu=deploy_settings.modal_gpu,
+    cpu=deploy_settings.modal_cpu,
+    memory=int(deploy_settings.modal_memory_gib * 1024),  # MiB
     volumes={WEIGHTS_MOUNT_PATH: weights},
     secrets=secrets,
     min_containers=deploy_settings.min_containers,
@@ -65,7 +67,9 @@ class Server:
         # Weights go to the GPU after the restore; a model that cannot load fails the container.
         await self.engine.start()
 
-    @modal.asgi_app()
+    # Without proxy auth the URL is public: anyone who finds it can start a GPU container.
+    # Clients then send Modal-Key / Modal-Secret (modal.com/docs/guide/webhook-proxy-auth).
+    @modal.asgi_app(requires_proxy_auth=deploy_settings.modal_proxy_auth)
     def web(self) -> FastAPI:
         from service.app import create_app
 

@@ -76,6 +76,12 @@ def print_summary(results: dict[str, Any], out_dir: str) -> None:
     console.print(table)
     if spawn:
         console.print(f"cold start: process start to /ready in {spawn['ready_s']:.2f} s")
+    ready_wait = results["run"].get("ready_wait")
+    if ready_wait:
+        console.print(f"cold start: first poll to /ready 200 in {ready_wait['ready_s']:.2f} s")
     if cost["known"]:
-        console.print(f"cost: ${cost['run_usd']:.6f} for the run ({cost['gpu']}, {cost['source']})")
+        container = " + container" if cost.get("container") else ""
+        console.print(
+            f"cost: ${cost['run_usd']:.6f} for the run ({cost['gpu']}{container}, {cost['source']})"
+        )
     console.print(f"wrote {out_dir}/results.json, report.md and plots")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from loadtest.clients.openai_compatible import discover_model
-from loadtest.cost import resolve_price, run_cost
+from loadtest.cost import resolve_container, resolve_price, run_cost
 from loadtest.metrics import RequestRecord, mark_cold, summarize
 from loadtest.plots import write_plots
 from loadtest.prompts import DEFAULT_PROMPTS_FILE, load_prompts
@@ -42,10 +42,15 @@ class RunConfig:
     model: str | None = None
     gpu: str | None = None
     price_per_second: float | None = None
+    cpu_cores: float | None = None  # None: what the provider's shim reserves
+    memory_gib: float | None = None
     prompts_file: Path = DEFAULT_PROMPTS_FILE
     spawn: str | None = None
     spawn_timeout_s: float = 600.0
     poll_interval_s: float = 0.2
+    # > 0: poll /ready first, for up to this long, and time the cold start there instead of
+    # inside the first request (one longer than a provider's proxy allows cannot be seen there).
+    wait_ready_s: float = 0.0
 
     @property
     def resolved_protocol(self) -> str:
@@ -82,7 +87,12 @@ def run_experiment(
     """
     if config.url is None and config.spawn is None:
         raise ValueError("give --url, --spawn, or both")
+    if config.wait_ready_s > 0 and config.resolved_protocol == "runpod-queue":
+        raise ValueError(
+            "--wait-ready needs /ready; on the queue API the first job waits as long as it takes"
+        )
     price = resolve_price(config.provider, config.gpu, config.price_per_second)
+    container = resolve_container(config.provider, config.cpu_cores, config.memory_gib)
     prompts = load_prompts(config.prompts_file)
     headers, credentials = auth_headers(PROVIDERS[config.provider], env)
     run_started_at = time.time()  # before the spawn: a process started from here on is new
@@ -90,6 +100,11 @@ def run_experiment(
         url = spawned.url if spawned else str(config.url)
         protocol = config.resolved_protocol
         model = config.model
+        ready_wait = (
+            asyncio.run(wait_for_ready(normalize_base_url(url, protocol), headers, config.wait_ready_s))
+            if config.wait_ready_s > 0
+            else None
+        )
         if protocol == "openai" and model is None:
             model = asyncio.run(_discover(normalize_base_url(url, protocol), headers))
         client = build_client(
@@ -108,10 +123,11 @@ def run_experiment(
             "started_at_iso": datetime.fromtimestamp(run_started_at, UTC).isoformat(timespec="seconds"),
             "stopped_by_deadline": outcome.stopped_by_deadline,
             "spawn": _spawn_record(spawned),
+            "ready_wait": ready_wait,
         },
         "definitions": DEFINITIONS,
         "summary": summary,
-        "cost": run_cost(price, outcome.wall_s, len(outcome.records), summary["output_tokens"]),
+        "cost": run_cost(price, outcome.wall_s, len(outcome.records), summary["output_tokens"], container),
         "requests": [record.to_dict() for record in outcome.records],
     }
     out_dir = config.out_dir
@@ -119,6 +135,27 @@ def run_experiment(
     plot_files = write_plots(results, out_dir, run_title(results))
     (out_dir / REPORT_FILE).write_text(render_report(results, plot_files), encoding="utf-8")
     return results
+
+
+async def wait_for_ready(
+    base_url: str, headers: dict[str, str], timeout_s: float, poll_interval_s: float = 1.0
+) -> dict[str, Any]:
+    """Poll ``GET /ready`` until 200: the seconds from the first poll, and how many polls it took.
+
+    Redirects are followed: Modal answers a request still waiting after 150 s with a 303
+    to a result URL that blocks until the request completes
+    (modal.com/docs/guide/webhook-timeouts). Raises TimeoutError after ``timeout_s``.
+    """
+    started = time.perf_counter()
+    polls = 0
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), follow_redirects=True) as http:
+        while time.perf_counter() - started < timeout_s:
+            polls += 1
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get(f"{base_url}/ready", headers=headers)).status_code == 200:
+                    return {"ready_s": time.perf_counter() - started, "polls": polls}
+            await asyncio.sleep(poll_interval_s)
+    raise TimeoutError(f"{base_url}/ready not 200 after {timeout_s:.0f} s")
 
 
 async def _discover(base_url: str, headers: dict[str, str]) -> str | None:

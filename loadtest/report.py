@@ -107,6 +107,12 @@ def render_report(results: dict[str, Any], plot_files: list[str]) -> str:
         lines.append(
             f"- cold start (`--spawn`): process start to `/ready` 200 in **{seconds(spawn['ready_s'], 2)} s**"
         )
+    ready_wait = run.get("ready_wait")
+    if ready_wait:
+        lines.append(
+            f"- cold start (`--wait-ready`): first poll to `/ready` 200 in "
+            f"**{seconds(ready_wait['ready_s'], 2)} s** ({ready_wait['polls']} polls)"
+        )
     if not summary["cold_known"]:
         lines.append("- the server reports no instance, so cold and warm are unknown; see the phases")
     if run.get("stopped_by_deadline"):
@@ -140,9 +146,16 @@ def cost_lines(cost: dict[str, Any]) -> list[str]:
     if not cost["known"]:
         return [cost["note"]]
     source = f"{cost['source']}, {cost['date'] or 'undated'}"
+    container = cost.get("container")
+    container_part = (
+        ""
+        if container is None
+        else f", plus {container['cpu_cores']:g} CPU cores and {container['memory_gib']:g} GiB at "
+        f"${container['usd_per_s']:.7f}/s ({container['source']}, {container['date'] or 'undated'})"
+    )
     return [
-        f"{cost['gpu']} at ${cost['usd_per_s']}/s ({source}), billed for the run's wall time "
-        f"{seconds(cost['billed_s'], 2)} s (one worker; idle time before scale-down not included):",
+        f"{cost['gpu']} at ${cost['usd_per_s']}/s ({source}){container_part}, billed for the run's wall "
+        f"time {seconds(cost['billed_s'], 2)} s (one worker; idle time before scale-down not included):",
         "",
         *table(
             ["run", "per request", "per 1M output tokens"],

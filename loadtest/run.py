@@ -56,11 +56,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not send ignore_eos (api.openai.com rejects it); lengths then vary",
     )
     parser.add_argument("--gpu", help="GPU for the price table, e.g. A100-80GB, H100, 'H100 PRO'")
-    parser.add_argument("--price-per-second", type=float, help="USD per second, instead of the table")
+    parser.add_argument(
+        "--price-per-second", type=float, help="USD per second for the whole worker, instead of the tables"
+    )
+    parser.add_argument(
+        "--cpu-cores", type=float, help="Modal, Beam: CPU cores billed (default: what the shim reserves)"
+    )
+    parser.add_argument(
+        "--memory-gib", type=float, help="Modal, Beam: memory billed, GiB (default: what the shim reserves)"
+    )
     parser.add_argument(
         "--spawn", help='start this server command first, e.g. "python -m service --model tiny-random"'
     )
     parser.add_argument("--spawn-timeout", type=float, default=600.0, help="seconds to wait for /ready")
+    parser.add_argument(
+        "--wait-ready",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="poll /ready (up to SECONDS) before the first request and time the cold start there: "
+        "for cold starts longer than a provider's proxy waits (README: long cold starts)",
+    )
     parser.add_argument("--request-timeout", type=float, default=600.0, help="seconds per request at most")
     parser.add_argument(
         "--max-duration", type=float, default=3600.0, help="seconds for the whole run at most"
@@ -92,10 +108,13 @@ def config_for(args: argparse.Namespace, out_dir: Path, concurrency: int) -> Run
         model=args.model,
         gpu=args.gpu,
         price_per_second=args.price_per_second,
+        cpu_cores=args.cpu_cores,
+        memory_gib=args.memory_gib,
         prompts_file=args.prompts,
         spawn=args.spawn,
         spawn_timeout_s=args.spawn_timeout,
         poll_interval_s=args.poll_interval,
+        wait_ready_s=args.wait_ready,
     )
 
 

@@ -26,9 +26,22 @@ class DeploySettings(BaseSettings):
 
     app_name: str = Field("llm-serving", description="App (Modal, Beam) name.")
     modal_gpu: str = Field("A100-80GB", description="Modal GPU type, e.g. 'H100', 'L40S', 'A100-80GB'.")
-    beam_gpu: str = Field("A100-80", description="Beam GPU type, e.g. 'H100', 'A100-80', 'A10G'.")
+    modal_proxy_auth: bool = Field(
+        True,
+        description="Modal: require the Modal-Key and Modal-Secret headers (a workspace proxy auth "
+        "token) on every request, so that strangers cannot wake a GPU; false makes the URL public.",
+    )
+    # Modal bills the larger of the reservation and the use (modal.com/docs/guide/resources); an
+    # explicit reservation makes the bill, and the load tester's cost, predictable.
+    modal_cpu: float = Field(4, gt=0, description="Modal CPU cores reserved per container.")
+    modal_memory_gib: float = Field(32, gt=0, description="Modal memory reserved per container, GiB.")
+    # Beam's available GPUs are A10G, RTX4090 and H100 (docs.beam.cloud/v2/environment/gpu); the
+    # SDK also accepts types (A100-80, ...) that Beam does not currently offer.
+    beam_gpu: str = Field("H100", description="Beam GPU type: 'H100', 'A10G' or 'RTX4090'.")
     beam_cpu: float = Field(4, gt=0, description="Beam CPU cores per container.")
-    beam_memory: str = Field("32Gi", description="Beam memory per container (weights load through RAM).")
+    beam_memory_gib: int = Field(
+        32, gt=0, description="Beam memory per container, GiB (weights load through RAM)."
+    )
     min_containers: int = Field(0, ge=0, description="Containers kept running when idle (0: scale to zero).")
     max_containers: int = Field(4, ge=1, description="Most containers the autoscaler starts.")
     scaledown_window_s: int = Field(
@@ -79,8 +92,9 @@ def provider_timeout_s(settings: Settings) -> int:
 def container_env(settings: Settings) -> dict[str, str]:
     """The service settings chosen at deploy time, passed to the containers as env vars.
 
-    Only the settings the shims' scaling depends on, and the model: anything secret
-    (API_KEY, HF_TOKEN) travels as a provider secret, never in the image or its env.
+    The model and the settings the shims' scaling and provider timeouts are computed
+    from (so the containers and the provider agree on them): anything secret (API_KEY,
+    HF_TOKEN) travels as a provider secret, never in the image or its env.
     """
     return {
         "MODEL_ID": settings.model,
@@ -88,5 +102,9 @@ def container_env(settings: Settings) -> dict[str, str]:
         "MAX_BATCH_SIZE": str(settings.max_batch_size),
         "MAX_CONCURRENCY": str(settings.max_concurrency),
         "MAX_QUEUE": str(settings.max_queue),
+        "QUEUE_TIMEOUT": str(settings.queue_timeout),
+        "REQUEST_TIMEOUT": str(settings.request_timeout),
+        "DRAIN_TIMEOUT": str(settings.drain_timeout),
+        "SSE_PING_INTERVAL": str(settings.sse_ping_interval),
         "HF_HOME": HF_HOME,
     }

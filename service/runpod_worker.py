@@ -1,17 +1,27 @@
 """RunPod queue-based serverless: one job in, the chunks of /v1/chat out.
 
 A job's ``input`` has the fields of ``POST /v1/chat``. The handler yields
-``{"text": ...}`` for each piece of text, then ``{"done": {...}}`` (the data of
-/v1/chat's done event), or a single ``{"error": {...}}`` with the service's one
-error body. With ``return_aggregate_stream`` RunPod also returns the whole list
-from /run and /runsync. This module never imports ``runpod``: the shim
+``{"text": ...}`` items, then ``{"done": {...}}`` (the data of /v1/chat's done
+event), or ``{"error": {...}}`` with the service's one error body. With
+``return_aggregate_stream`` RunPod also returns the whole list from /run and
+/runsync. This module never imports ``runpod``: the shim
 (deploy/runpod_handler.py) hands in ``runpod.serverless.start``.
+
+Each yielded item is one awaited POST from the worker to RunPod
+(runpod/serverless/modules/rp_job.py, ``handle_job``: ``await stream_result`` per
+item), so text is sent in batches: the first piece at once, then what arrived
+within ``runpod_batch_s`` or ``runpod_batch_pieces`` pieces, as worker-vllm does.
+
+An ``{"error": ...}`` item is not streamed: ``handle_job`` stops there and ends the
+job FAILED with ``str()`` of the error body as its ``error`` (a Python repr, not
+JSON), which /status returns; the load tester reads it back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,8 +38,14 @@ logger = logging.getLogger(__name__)
 Chunk = dict[str, Any]
 
 
-async def stream_chunks(chat_service: ChatService, job_input: Any) -> AsyncIterator[Chunk]:
-    """Validate ``job_input`` as a /v1/chat body, generate, and yield its chunks."""
+async def stream_chunks(
+    chat_service: ChatService, job_input: Any, batch_s: float = 0.0, batch_pieces: int = 1
+) -> AsyncIterator[Chunk]:
+    """Validate ``job_input`` as a /v1/chat body, generate, and yield its chunks.
+
+    After the first piece of text, pieces are joined until ``batch_s`` seconds have
+    passed since the last item went out or ``batch_pieces`` have gathered.
+    """
     try:
         generation = await chat_service.start_native(ChatRequest.model_validate(job_input))
     except ValidationError as exc:
@@ -39,15 +55,39 @@ async def stream_chunks(chat_service: ChatService, job_input: Any) -> AsyncItera
         yield exc.body()
         return
     try:
-        async for text in generation.texts():
+        async for text in batched(generation.texts(), batch_s, batch_pieces):
             yield {"text": text}
     except APIError as exc:  # failed or past the deadline after the first chunk
+        await generation.close()  # now: RunPod abandons a handler at its error item without closing it
         yield exc.body()
         return
     finally:
         await generation.close()  # also when RunPod stops reading: frees the slot
     assert generation.done is not None
     yield {"done": generation.done.model_dump()}
+
+
+async def batched(texts: AsyncIterator[str], batch_s: float, batch_pieces: int) -> AsyncIterator[str]:
+    """Join pieces of text: the first goes at once, then one item per ``batch_s`` or ``batch_pieces``.
+
+    A piece is held until the next one arrives or the stream ends, so a batch closes
+    at most one piece late. Text gathered before a failure is yielded before it is raised.
+    """
+    pending: list[str] = []
+    sent_at: float | None = None  # None: nothing sent yet
+    try:
+        async for text in texts:
+            pending.append(text)
+            if sent_at is None or len(pending) >= batch_pieces or time.perf_counter() - sent_at >= batch_s:
+                yield "".join(pending)
+                pending.clear()
+                sent_at = time.perf_counter()  # after the consumer took the item
+    except Exception:
+        if pending:
+            yield "".join(pending)
+        raise
+    if pending:
+        yield "".join(pending)
 
 
 class RunpodWorker:
@@ -67,7 +107,11 @@ class RunpodWorker:
 
     async def handler(self, job: dict[str, Any]) -> AsyncIterator[Chunk]:
         """RunPod calls this with ``{"id": ..., "input": {...}}``; an async generator streams."""
-        async for chunk in stream_chunks(self.chat_service, job.get("input")):
+        settings = self.settings
+        chunks = stream_chunks(
+            self.chat_service, job.get("input"), settings.runpod_batch_s, settings.runpod_batch_pieces
+        )
+        async for chunk in chunks:
             yield chunk
 
     def concurrency_modifier(self, current_concurrency: int) -> int:

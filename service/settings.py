@@ -105,6 +105,16 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="On SIGTERM, seconds in-flight streams may run before the process exits.",
     )
+    runpod_batch_s: float = Field(
+        0.05,
+        ge=0,
+        allow_inf_nan=False,
+        description="RunPod queue worker: after the first piece, text is sent to RunPod at most this "
+        "often (each item is one POST from the worker).",
+    )
+    runpod_batch_pieces: int = Field(
+        50, ge=1, description="RunPod queue worker: at most this many pieces of text in one item."
+    )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
         description="Where built-in models (tiny-random) are built on first use.",

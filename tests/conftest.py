@@ -228,3 +228,17 @@ def faulty_server_url(
     engine = engine_class(settings, loader=faulty.loader)
     with serve(create_app(settings, engine)) as url:
         yield url
+
+
+class GatedLoader:
+    """Loads the real model only once the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def __call__(self, settings: Settings) -> Any:
+        from service.engine.loader import load_model
+
+        if not self.gate.wait(timeout=60):
+            raise TimeoutError("the test never opened the gate")
+        return load_model(settings)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from loadtest.cost import find_price
 from service.deploy_settings import (
     DeploySettings,
     container_env,
@@ -15,11 +16,14 @@ from service.deploy_settings import (
 from service.settings import Settings
 
 
-def test_defaults_are_an_a100_80gb_scaling_to_zero() -> None:
+def test_defaults_scale_to_zero_on_gpus_the_load_tester_can_price() -> None:
     deploy = DeploySettings()
     assert deploy.modal_gpu == "A100-80GB"
-    assert deploy.beam_gpu == "A100-80"
+    assert deploy.beam_gpu == "H100"
+    assert find_price("modal", deploy.modal_gpu) is not None
+    assert find_price("beam", deploy.beam_gpu) is not None
     assert deploy.min_containers == 0
+    assert deploy.modal_proxy_auth is True
 
 
 def test_env_vars_are_prefixed_deploy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,8 +48,16 @@ def test_a_container_admits_its_generation_slots_plus_its_queue(
 def test_containers_get_the_deploy_time_settings_but_no_secret(
     make_settings: Callable[..., Settings],
 ) -> None:
-    env = container_env(make_settings(max_queue=3, api_key="sk-do-not-leak"))
+    env = container_env(
+        make_settings(max_queue=3, api_key="sk-do-not-leak", request_timeout=300, drain_timeout=20)
+    )
     assert env["MODEL_ID"] == "tiny-random"
     assert env["MAX_QUEUE"] == "3"
+    # The provider's own timeout is computed from these: the containers must run with the same.
+    assert (
+        Settings(**{name.lower(): value for name, value in env.items() if name.isupper()}).request_timeout
+        == 300
+    )
+    assert (env["REQUEST_TIMEOUT"], env["DRAIN_TIMEOUT"]) == ("300.0", "20.0")
     assert env["HF_HOME"] == "/models/huggingface"
     assert "sk-do-not-leak" not in env.values()

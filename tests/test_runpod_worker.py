@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from service.engine.base import Engine
-from service.runpod_worker import RunpodWorker
+from service.runpod_worker import RunpodWorker, batched
 from service.settings import Settings
 from tests.conftest import stream_chat
 
@@ -101,3 +102,108 @@ def test_jobs_taken_at_once_follow_max_concurrency(
     expected = jobs_at_once or (6 if engine_name == "batched" else 1)
     assert worker.concurrency_modifier(0) == expected
     assert worker.serverless_config()["return_aggregate_stream"] is True
+
+
+def run_in_runpods_job_loop(
+    worker: RunpodWorker, job_input: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """RunPod's own job loop (``rp_job.handle_job``) over our handler.
+
+    Mock: its two calls that POST to RunPod's API, which cannot be reached from here,
+    are recorded instead. Returns the streamed items and the job's final result.
+    """
+    from runpod.serverless.modules import rp_job
+
+    streamed: list[dict[str, Any]] = []
+    finished: list[dict[str, Any]] = []
+
+    async def stream_result(session: Any, job_data: dict[str, Any], job: dict[str, Any]) -> None:
+        streamed.append(job_data)
+
+    async def send_result(
+        session: Any, job_data: dict[str, Any], job: dict[str, Any], is_stream: bool
+    ) -> None:
+        finished.append(job_data)
+
+    monkeypatch.setattr(rp_job, "stream_result", stream_result)
+    monkeypatch.setattr(rp_job, "send_result", send_result)
+    job = {"id": "job-1", "input": job_input}
+    asyncio.run(rp_job.handle_job(None, worker.serverless_config(), job))  # type: ignore[arg-type]
+    (result,) = finished
+    return streamed, result
+
+
+@pytest.fixture(scope="module")
+def batching_worker(
+    make_settings: Callable[..., Settings], engine_class: Callable[..., Engine]
+) -> Iterator[RunpodWorker]:
+    # A window no test outlasts: only the piece count ends a batch, so the count is exact.
+    settings = make_settings(runpod_batch_s=3600, runpod_batch_pieces=5)
+    worker = RunpodWorker(settings, engine_class(settings))
+    asyncio.run(worker.engine.start())
+    yield worker
+    asyncio.run(worker.engine.close())
+
+
+def test_text_goes_to_runpod_in_batches(
+    batching_worker: RunpodWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_input = {"messages": "Hello", "max_new_tokens": 60, "ignore_eos": True, "seed": 3}
+    one_piece_per_item = batching_worker.settings.model_copy(update={"runpod_batch_pieces": 1})
+    unbatched = run_job(RunpodWorker(one_piece_per_item, batching_worker.engine), job_input)
+
+    streamed, result = run_in_runpods_job_loop(batching_worker, job_input, monkeypatch)
+
+    items = [item["output"] for item in streamed]
+    assert result["output"] == items  # return_aggregate_stream: the same list at the end
+    *texts, done = items
+    assert "".join(t["text"] for t in texts) == "".join(c["text"] for c in unbatched[:-1])
+    assert done["done"]["usage"]["completion_tokens"] == 60
+    # The first piece alone, then 5 pieces an item; a piece carries at least one token.
+    assert len(texts) <= 1 + math.ceil((60 - 1) / 5) < len(unbatched) - 1
+
+
+def test_batches_send_the_first_piece_at_once_then_by_count_or_time() -> None:
+    async def pieces(gaps_s: list[float]) -> AsyncIterator[str]:
+        for index, gap_s in enumerate(gaps_s):
+            await asyncio.sleep(gap_s)
+            yield str(index)
+
+    async def collect(gaps_s: list[float], batch_s: float, batch_pieces: int) -> list[str]:
+        return [text async for text in batched(pieces(gaps_s), batch_s, batch_pieces)]
+
+    assert asyncio.run(collect([0] * 8, 60, 3)) == ["0", "123", "456", "7"]
+    assert asyncio.run(collect([0, 0, 0, 0.2, 0], 0.1, 100)) == ["0", "123", "4"]
+
+
+def test_text_before_a_failure_is_sent_before_it() -> None:
+    async def failing() -> AsyncIterator[str]:
+        yield "a"
+        yield "b"
+        raise RuntimeError("generation failed")
+
+    async def collect() -> tuple[list[str], str | None]:
+        seen: list[str] = []
+        try:
+            async for text in batched(failing(), 60, 100):
+                seen.append(text)
+        except RuntimeError as exc:
+            return seen, str(exc)
+        return seen, None
+
+    assert asyncio.run(collect()) == (["a", "b"], "generation failed")
+
+
+def test_an_error_ends_runpods_job_failed_with_the_error_body_as_a_repr(
+    worker: RunpodWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loadtest.clients.runpod_queue import error_from_job
+
+    streamed, result = run_in_runpods_job_loop(worker, {"messages": []}, monkeypatch)
+
+    assert streamed == []
+    assert set(result) == {"error"}
+    assert result["error"].startswith("{'message': ")  # str() of a dict: RunPod's doing, not JSON
+    message, error_type = error_from_job(result["error"])
+    assert error_type == "invalid_request_error"
+    assert "messages" in message

@@ -74,12 +74,47 @@ class ChatClient(Protocol):
     async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None: ...
 
 
+# Answers a provider's proxy gives on its own, before or instead of the service's: a
+# cold start or a request that outlived the proxy's limit, not a server error.
+_PROXY_ANSWERS = {
+    # modal.com/docs/guide/webhook-timeouts: a web request still running after 150 s gets
+    # a 303 to a result URL; here, a container still starting (the service never answers 303).
+    303: ("cold_start_redirect", "Modal: no answer within 150 s (a cold start longer than that?)"),
+    # docs.runpod.io/serverless/load-balancing/overview: 400 when no worker is ready within
+    # 2 minutes, 524 once a request has run 5.5 minutes.
+    400: ("no_worker_ready", "RunPod load balancing: no worker ready within 2 minutes"),
+    524: ("proxy_timeout", "RunPod load balancing: the request ran past 5.5 minutes"),
+}
+
+
+def http_error(body: bytes, status_code: int) -> tuple[str, str]:
+    """``(error_type, message)`` of a non-2xx answer.
+
+    ``http_error`` when the service wrote it (its error body); a proxy's own answer
+    that means a cold start or a proxy limit gets its own type (``_PROXY_ANSWERS``).
+    """
+    message = error_from_body(body, status_code)
+    if status_code in _PROXY_ANSWERS and not _is_service_error(body):
+        error_type, meaning = _PROXY_ANSWERS[status_code]
+        return error_type, f"{message} ({meaning})"
+    return "http_error", message
+
+
+def _is_service_error(body: bytes) -> bool:
+    payload = _json_or_none(body)
+    return isinstance(payload, dict) and isinstance(payload.get("error"), dict) and "type" in payload["error"]
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
 def error_from_body(body: bytes, status_code: int) -> str:
     """The message of the error body ``{"error": {"message": ...}}``, or the start of the text."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = None
+    payload = _json_or_none(body)
     if isinstance(payload, dict):
         error = payload.get("error")
         if isinstance(error, dict) and error.get("message"):
@@ -108,7 +143,7 @@ async def stream_sse(
 ) -> None:
     """POST ``body`` and hand each event with its arrival time to ``on_event`` until it returns True.
 
-    A non-200 status is recorded as an ``http_error``; a stream that ends before
+    A non-200 status is recorded as :func:`http_error` types it; a stream that ends before
     ``on_event`` said it was complete as ``incomplete_stream``. Transport errors
     (dropped connections, timeouts) propagate to the caller, which records them.
     """
@@ -116,7 +151,8 @@ async def stream_sse(
     async with http.stream("POST", url, json=body, headers=request_headers) as response:
         trace.http_status = response.status_code
         if response.status_code != 200:
-            trace.fail(error_from_body(await response.aread(), response.status_code), "http_error")
+            error_type, message = http_error(await response.aread(), response.status_code)
+            trace.fail(message, error_type)
             return
         parser = SSEParser()
         async for chunk in response.aiter_bytes():

@@ -30,7 +30,9 @@ class GenerationStream(EventSourceResponse):
     ) -> None:
         # "\n" separators: the most widely parsed form, and what curl shows plainly.
         # The headers go out at once, before the request has a generation slot; while it
-        # waits, ": ping" comments keep proxies from timing the connection out.
+        # waits, ": ping" comments keep proxies from timing the connection out. (Beam's
+        # gateway waits 30 s for a container's response headers: responseHeaderTimeout in
+        # beam-cloud/beta9 pkg/abstractions/endpoint/buffer.go.)
         super().__init__(events, sep="\n", ping=ping_interval_s)
         self._generation = generation
 

@@ -45,12 +45,13 @@ def beam_shim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
     return module
 
 
-def test_the_decorator_builds_the_dockerfile_image_on_an_a100_80(beam_shim: ModuleType) -> None:
+def test_the_decorator_builds_the_dockerfile_image_on_an_h100(beam_shim: ModuleType) -> None:
     config = beam_shim.server.parent
 
     assert config.is_asgi
     assert config.name == "llm-serving"
-    assert config.gpu == "A100-80"
+    assert config.gpu == "H100"  # on Beam's list of available GPUs, and priced in loadtest/cost.py
+    assert (config.cpu, config.memory) == (4000, 32 * 1024)  # millicores, MiB
     assert config.image.dockerfile_path == str(ROOT / "Dockerfile")
     assert config.image.dockerfile_context_dir == str(ROOT)
     assert config.image.dockerfile_build_args == {"MODEL_ID": "mistralai/Mistral-7B-Instruct-v0.3"}

@@ -64,7 +64,7 @@ def import_shim(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModalShim:
 
 @pytest.fixture
 def shim(monkeypatch: pytest.MonkeyPatch) -> ModalShim:
-    for name in ("MODEL_ID", "MAX_CONCURRENCY", "MAX_QUEUE", "DEPLOY_MODAL_GPU"):
+    for name in ("MODEL_ID", "MAX_CONCURRENCY", "MAX_QUEUE", "DEPLOY_MODAL_GPU", "DEPLOY_MODAL_PROXY_AUTH"):
         monkeypatch.delenv(name, raising=False)
     return import_shim(monkeypatch)
 
@@ -113,13 +113,29 @@ def test_concurrency_follows_the_admission_settings(monkeypatch: pytest.MonkeyPa
     assert wider.concurrency == {"max_inputs": 8, "target_inputs": 4}
 
 
+def webhook_config(shim: ModalShim) -> Any:
+    web = synchronizer._translate_in(shim.module.Server._get_partial_functions()["web"])
+    return web.params.webhook_config
+
+
 def test_model_loads_in_enter_and_the_web_endpoint_is_asgi(shim: ModalShim) -> None:
     flags = partial_function_flags(shim.module.Server)
     assert flags["create_engine"] & _PartialFunctionFlags.ENTER_PRE_SNAPSHOT
     assert flags["load_model"] & _PartialFunctionFlags.ENTER_POST_SNAPSHOT
     assert flags["web"] & _PartialFunctionFlags.WEB_INTERFACE
-    web = synchronizer._translate_in(shim.module.Server._get_partial_functions()["web"])
-    assert web.params.webhook_config.type == modal.config.api_pb2.WEBHOOK_TYPE_ASGI_APP
+    assert webhook_config(shim).type == modal.config.api_pb2.WEBHOOK_TYPE_ASGI_APP
+
+
+def test_the_endpoint_requires_modal_proxy_auth_unless_deployed_public(
+    shim: ModalShim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert webhook_config(shim).requires_proxy_auth is True
+    public = import_shim(monkeypatch, DEPLOY_MODAL_PROXY_AUTH="false")
+    assert webhook_config(public).requires_proxy_auth is False
+
+
+def test_the_container_size_is_reserved_so_the_bill_is_known(shim: ModalShim) -> None:
+    assert (shim.cls_options["cpu"], shim.cls_options["memory"]) == (4, 32 * 1024)
 
 
 def test_the_container_env_carries_the_model_but_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:

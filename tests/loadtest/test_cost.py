@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.cost import PRICES, find_price, resolve_price, run_cost
+from loadtest.cost import CONTAINER_RATES, PRICES, find_price, resolve_container, resolve_price, run_cost
 
 
 def test_a_modal_a100_run_costs_price_times_wall_time() -> None:
@@ -71,3 +71,47 @@ def test_the_readme_price_table_lists_every_price_with_its_source() -> None:
         assert row is not None, f"README lacks {price.provider} {price.gpu}"
         assert price.source in row
         assert (price.date or "undated") in row
+
+
+def test_modal_and_beam_add_the_containers_cpu_and_memory_to_the_gpu() -> None:
+    gpu = resolve_price("beam", "H100", None)
+    container = resolve_container("beam", None, None)  # what deploy/beam.py reserves: 4 cores, 32 GiB
+
+    assert container is not None
+    assert (container.cpu_cores, container.memory_gib) == (4, 32)
+    cost = run_cost(gpu, billed_s=100.0, requests=10, output_tokens=5120, container=container)
+
+    # GPU 0.000972 x 100 = $0.0972; container (4 x 0.0000528 + 32 x 0.0000056) x 100 = $0.03904
+    assert cost["gpu_usd"] == pytest.approx(0.0972)
+    assert cost["container_usd"] == pytest.approx(0.03904)
+    assert cost["run_usd"] == pytest.approx(0.13624)
+    assert cost["container"]["cpu_cores"] == 4
+
+
+def test_the_container_size_follows_flags_then_deploy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPLOY_MODAL_CPU", "8")
+    modal = resolve_container("modal", None, 16)
+
+    assert modal is not None
+    # 8 x 0.0000131 + 16 x 0.00000222 = 0.00014032 $/s
+    assert modal.usd_per_s == pytest.approx(0.00014032)
+    assert resolve_container("runpod", None, None) is None  # a GPU worker's price covers it
+    assert resolve_container("local", 4, 8) is None
+
+
+def test_a_price_per_second_override_is_the_whole_price() -> None:
+    price = resolve_price("modal", "H100", 0.002)
+
+    cost = run_cost(price, 10.0, 1, 100, resolve_container("modal", None, None))
+
+    assert cost["run_usd"] == pytest.approx(0.02)
+    assert cost["container"] is None
+
+
+def test_the_readme_lists_every_container_rate_with_its_source() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+    for rates in CONTAINER_RATES:
+        core, gib = (f"{usd:.10f}".rstrip("0") for usd in (rates.usd_per_core_s, rates.usd_per_gib_s))
+        row = f"| {core} | {gib} | {rates.source}, {rates.date or 'undated'} |"
+        assert row in readme, f"README lacks {rates.provider}'s CPU and memory rates"

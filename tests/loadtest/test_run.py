@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from loadtest import run
+from service.app import create_app
+from service.engine.base import Engine
+from service.settings import Settings
+from tests.conftest import GatedLoader, serve
 from tests.loadtest.scripted_server import Script, done_event, scripted_server, text_event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,3 +182,35 @@ def test_when_every_request_fails_the_exit_status_says_so(tmp_path: Path) -> Non
 
     assert status == 1
     assert read_results(tmp_path)["summary"]["error_types"] == {"http_error": 2}
+
+
+def test_wait_ready_times_a_cold_start_before_the_first_request(
+    make_settings: Callable[..., Settings], engine_class: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # A start longer than a proxy waits (Modal: 150 s) cannot be timed inside a request: poll /ready.
+    loader = GatedLoader()
+    settings = make_settings()
+    app = create_app(settings, engine_class(settings, loader=loader))
+    with serve(app, wait_ready=False) as url:
+        threading.Timer(1.5, loader.gate.set).start()
+        status = run.main(
+            [
+                "--url",
+                url,
+                "--wait-ready",
+                "60",
+                "--out",
+                str(tmp_path),
+                "--requests",
+                "2",
+                "--max-tokens",
+                "4",
+            ]
+        )
+
+    assert status == 0
+    results = read_results(tmp_path)
+    assert results["run"]["ready_wait"]["ready_s"] >= 1.0
+    assert results["run"]["ready_wait"]["polls"] >= 2
+    assert all(record["ok"] for record in results["requests"])
+    assert "--wait-ready" in (tmp_path / "report.md").read_text()

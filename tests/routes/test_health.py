@@ -12,21 +12,7 @@ import pytest
 from service.app import create_app
 from service.engine.base import Engine
 from service.settings import Settings
-from tests.conftest import serve, wait_until_ready
-
-
-class GatedLoader:
-    """Loads the real model only once the test opens the gate."""
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-
-    def __call__(self, settings: Settings) -> Any:
-        from service.engine.loader import load_model
-
-        if not self.gate.wait(timeout=60):
-            raise TimeoutError("the test never opened the gate")
-        return load_model(settings)
+from tests.conftest import GatedLoader, serve, wait_until_ready
 
 
 def test_not_ready_until_the_model_is_loaded(

@@ -181,3 +181,27 @@ def test_the_request_asks_for_fixed_length_answers(server: ScriptedServer) -> No
     assert body["max_new_tokens"] == 10
     assert body["ignore_eos"] is True
     assert body["messages"] == [{"role": "user", "content": "hello"}]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error_type"),
+    [
+        # Modal's proxy after 150 s without an answer (a long cold start): a redirect to a result URL.
+        (303, b"", "cold_start_redirect"),
+        # RunPod load balancing: no worker ready within 2 minutes; a request past 5.5 minutes.
+        (400, b"no workers available", "no_worker_ready"),
+        (524, b"<html>timeout</html>", "proxy_timeout"),
+        # The same status written by the service itself is the service's own error.
+        (400, b'{"error": {"message": "bad field", "type": "invalid_request_error"}}', "http_error"),
+        (502, b"bad gateway", "http_error"),
+    ],
+)
+def test_a_providers_proxy_answer_is_labelled_apart_from_the_services(
+    server: ScriptedServer, status: int, body: bytes, error_type: str
+) -> None:
+    script = Script(status=status, content_type="text/plain", steps=[(0.0, body)])
+
+    _, record = measure(server, script)
+
+    assert record.http_status == status
+    assert record.error_type == error_type
