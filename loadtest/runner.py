@@ -12,6 +12,7 @@ import httpx
 from loadtest.clients import ChatClient, StreamTrace
 from loadtest.metrics import RequestRecord, build_record
 from loadtest.prompts import prompt_for
+from loadtest.warmup import warm_up
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ async def run_load(
     limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
     timeout = httpx.Timeout(plan.request_timeout_s, connect=min(60.0, plan.request_timeout_s))
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:
+        await warm_up(client, prompts[0])
+        started = time.perf_counter()
+        deadline = started + plan.max_duration_s
         await asyncio.gather(*(worker(http) for _ in range(plan.concurrency)))
     wall_s = time.perf_counter() - started
     records.sort(key=lambda record: record.index)

@@ -73,6 +73,10 @@ class ChatClient(Protocol):
 
     async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None: ...
 
+    def at(self, url: str) -> ChatClient:
+        """The same client aimed at another server (the warm-up's canned one)."""
+        ...
+
 
 # Answers a provider's proxy gives on its own, before or instead of the service's: a
 # cold start or a request that outlived the proxy's limit, not a server error.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -27,6 +28,9 @@ class NativeClient:
     ignore_eos: bool = True
     headers: dict[str, str] = field(default_factory=dict)
     protocol: str = "native"
+
+    def at(self, url: str) -> NativeClient:
+        return dataclasses.replace(self, base_url=url)
 
     async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None:
         body = native_request_body(prompt, self.max_tokens, self.ignore_eos)

@@ -12,6 +12,7 @@ ends (``data: [DONE]``, or, with ``ends_at_usage``, the chunk that carries the u
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,9 @@ class OpenAIClient:
             # Not an OpenAI field: vLLM, SGLang and this service honour it; api.openai.com rejects it.
             body["ignore_eos"] = True
         return body | self.extra_body
+
+    def at(self, url: str) -> OpenAIClient:
+        return dataclasses.replace(self, base_url=url)
 
     async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None:
         def on_event(event: ServerSentEvent, arrival_s: float) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,9 @@ class RunPodQueueClient:
     headers: dict[str, str] = field(default_factory=dict)
     poll_interval_s: float = 0.2
     protocol: str = "runpod-queue"
+
+    def at(self, url: str) -> RunPodQueueClient:
+        return dataclasses.replace(self, endpoint_url=url)
 
     async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None:
         body = {"input": native_request_body(prompt, self.max_tokens, self.ignore_eos)}
