@@ -55,7 +55,7 @@ def print_summary(results: dict[str, Any], out_dir: str) -> None:
         "TTFT p50 s",
         "TTFT p90 s",
         "e2e p50 s",
-        "ITL mean ms",
+        "ITL p50 ms",
         "TPOT p50 ms",
         "tok/s p50",
     ):
@@ -69,7 +69,7 @@ def print_summary(results: dict[str, Any], out_dir: str) -> None:
                 seconds(stat(group, "ttft_s", "p50")),
                 seconds(stat(group, "ttft_s", "p90")),
                 seconds(stat(group, "e2e_s", "p50")),
-                millis(stat(group, "itl_s", "mean")),
+                millis(stat(group, "itl_s", "p50")),
                 millis(stat(group, "tpot_s", "p50")),
                 seconds(stat(group, "tokens_per_s", "p50"), 1),
             )

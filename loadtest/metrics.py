@@ -1,11 +1,15 @@
 """Per-request records and their summary: the numbers README "Load testing" defines.
 
-- TTFB: request sent to the first byte of the response body.
-- TTFT: request sent to the first event carrying generated text (role-only and
+Times start when the request was due: when it was sent, or with ``--rate`` its
+scheduled send time, so that waiting in the client (all streams in flight) counts.
+
+- TTFB: request due to the first byte of the response body.
+- TTFT: request due to the first event carrying generated text (role-only and
   empty chunks are not text).
-- ITL: the mean of the gaps between consecutive text events, as they arrived.
+- ITL: per token, (last text - first text) / (output tokens - 1), as guidellm
+  defines it; the event gap beside it is the mean gap between text events.
 - TPOT: (e2e - TTFT) / (output tokens - 1): decode time per token after the first.
-- e2e: request sent to the final event (done, [DONE], or the last poll).
+- e2e: request due to the final event (done, [DONE], or the last poll).
 - output tokens: the server's usage (completion_tokens); the text-event count is
   kept beside it and a difference is flagged, never silently replaced.
 """
@@ -21,7 +25,18 @@ import numpy as np
 
 from loadtest.clients.base import StreamTrace
 
-METRICS = ("ttft_s", "time_to_first_byte_s", "e2e_s", "itl_s", "tpot_s", "tokens_per_s", "output_tokens")
+METRICS = (
+    "ttft_s",
+    "time_to_first_byte_s",
+    "e2e_s",
+    "itl_s",
+    "event_gap_s",
+    "tpot_s",
+    "tokens_per_s",
+    "output_tokens",
+    "prompt_tokens",
+    "send_delay_s",
+)
 GROUPS = ("all", "cold", "warm", "warmup", "steady")
 # The server's start time comes from another clock: another machine's, or Linux's boot
 # time, which /proc gives in whole seconds (so a process can look up to 1 s older).
@@ -42,6 +57,7 @@ class RequestRecord:
     ttft_s: float | None
     e2e_s: float | None
     itl_s: float | None
+    event_gap_s: float | None
     tpot_s: float | None
     output_tokens: int | None
     output_tokens_source: str | None  # "usage" or "chunks" (the server sent no usage)
@@ -55,6 +71,11 @@ class RequestRecord:
     cold: bool | None = None  # None: the server does not say which instance served it
     server_timings: dict[str, Any] | None = None
     polls: int | None = None
+    prompt_tokens: int | None = None  # the server's usage.prompt_tokens
+    target_input_tokens: int | None = None  # --input-tokens: what the prompt was built to be
+    max_tokens: int | None = None  # asked for; None: the run's --max-tokens
+    send_delay_s: float = 0.0  # --rate: sent this long after its scheduled time (client queueing)
+    meets_slo: bool | None = None  # --slo: ok and within every objective; None without --slo
     inter_token_gaps_s: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,9 +90,10 @@ def build_record(index: int, prompt_index: int, phase: str, trace: StreamTrace) 
     ttft_s = arrivals[0] if arrivals else None
     e2e_s = trace.end_s
     ok = trace.error is None
-    tpot_s = None
+    tpot_s = itl_s = None
     if ok and ttft_s is not None and e2e_s is not None and output_tokens and output_tokens > 1:
         tpot_s = (e2e_s - ttft_s) / (output_tokens - 1)
+        itl_s = (arrivals[-1] - ttft_s) / (output_tokens - 1)
     return RequestRecord(
         index=index,
         prompt_index=prompt_index,
@@ -84,7 +106,8 @@ def build_record(index: int, prompt_index: int, phase: str, trace: StreamTrace) 
         time_to_first_byte_s=trace.first_byte_s,
         ttft_s=ttft_s,
         e2e_s=e2e_s,
-        itl_s=sum(gaps) / len(gaps) if gaps else None,
+        itl_s=itl_s,
+        event_gap_s=sum(gaps) / len(gaps) if gaps else None,
         tpot_s=tpot_s,
         output_tokens=output_tokens,
         output_tokens_source=None
@@ -99,6 +122,8 @@ def build_record(index: int, prompt_index: int, phase: str, trace: StreamTrace) 
         instance_started_at=trace.instance_started_at,
         server_timings=trace.server_timings,
         polls=trace.polls,
+        prompt_tokens=(trace.usage or {}).get("prompt_tokens"),
+        send_delay_s=trace.send_delay_s,
         inter_token_gaps_s=[round(gap, 6) for gap in gaps],
     )
 
@@ -127,15 +152,17 @@ def mark_cold(records: list[RequestRecord], run_started_at_unix: float) -> None:
 
 
 def describe(values: list[float]) -> dict[str, float] | None:
-    """mean, p50, p90, p99 (linear interpolation), min and max; None for no values."""
+    """mean, std (population), p50, p90, p95, p99 (linear interpolation), min and max; None for no values."""
     if not values:
         return None
     array = np.asarray(values, dtype=float)
-    p50, p90, p99 = np.percentile(array, [50, 90, 99])
+    p50, p90, p95, p99 = np.percentile(array, [50, 90, 95, 99])
     return {
         "mean": float(array.mean()),
+        "std": float(array.std()),
         "p50": float(p50),
         "p90": float(p90),
+        "p95": float(p95),
         "p99": float(p99),
         "min": float(array.min()),
         "max": float(array.max()),
@@ -167,6 +194,8 @@ def summarize(records: list[RequestRecord], wall_s: float) -> dict[str, Any]:
         }
         groups[group] = {"requests": len(chosen), "ok": len(succeeded), "metrics": stats}
     output_tokens = sum(record.output_tokens or 0 for record in records if record.ok)
+    input_tokens = sum(record.prompt_tokens or 0 for record in records if record.ok)
+    steady = [record for record in records if record.phase == "steady"]
     return {
         "requests": len(records),
         "ok": sum(record.ok for record in records),
@@ -177,6 +206,9 @@ def summarize(records: list[RequestRecord], wall_s: float) -> dict[str, Any]:
         "wall_s": wall_s,
         "output_tokens": output_tokens,
         "throughput_tokens_per_s": output_tokens / wall_s if wall_s > 0 else None,
+        "input_tokens": input_tokens,
+        "input_tokens_per_s": input_tokens / wall_s if wall_s > 0 else None,
+        "steady": phase_throughput(steady),
         "groups": groups,
     }
 
@@ -186,3 +218,23 @@ def _count(items: Any) -> dict[str, int]:
     for item in items:
         counts[str(item)] += 1
     return dict(counts)
+
+
+def phase_throughput(records: list[RequestRecord]) -> dict[str, Any] | None:
+    """Tokens/s of one phase over its own span: its first request due to its last answer.
+
+    The whole run's throughput mixes in the warm-up (a cold start, a cache filling);
+    the steady phase's is the one to compare across deployments.
+    """
+    spans = [(r.started_at_unix, r.started_at_unix + r.e2e_s) for r in records if r.e2e_s is not None]
+    if not spans:
+        return None
+    span_s = max(end for _, end in spans) - min(start for start, _ in spans)
+    output_tokens = sum(record.output_tokens or 0 for record in records if record.ok)
+    return {
+        "requests": len(records),
+        "ok": sum(record.ok for record in records),
+        "span_s": span_s,
+        "output_tokens": output_tokens,
+        "throughput_tokens_per_s": output_tokens / span_s if span_s > 0 else None,
+    }

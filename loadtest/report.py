@@ -64,10 +64,13 @@ def summary_rows(summary: dict[str, Any]) -> list[list[str]]:
                 f"{group['ok']}/{group['requests']}",
                 seconds(stat(group, "ttft_s", "p50")),
                 seconds(stat(group, "ttft_s", "p90")),
+                seconds(stat(group, "ttft_s", "p95")),
                 seconds(stat(group, "ttft_s", "p99")),
+                seconds(stat(group, "ttft_s", "std")),
                 seconds(stat(group, "e2e_s", "p50")),
-                seconds(stat(group, "e2e_s", "p90")),
-                millis(stat(group, "itl_s", "mean")),
+                seconds(stat(group, "e2e_s", "p95")),
+                millis(stat(group, "itl_s", "p50")),
+                millis(stat(group, "event_gap_s", "p50")),
                 millis(stat(group, "tpot_s", "p50")),
                 seconds(stat(group, "tokens_per_s", "p50"), 1),
             ]
@@ -80,10 +83,13 @@ SUMMARY_HEADER = [
     "ok",
     "TTFT p50 s",
     "TTFT p90 s",
+    "TTFT p95 s",
     "TTFT p99 s",
+    "TTFT std s",
     "e2e p50 s",
-    "e2e p90 s",
-    "ITL mean ms",
+    "e2e p95 s",
+    "ITL p50 ms",
+    "event gap p50 ms",
     "TPOT p50 ms",
     "tok/s p50",
 ]
@@ -100,7 +106,13 @@ def render_report(results: dict[str, Any], plot_files: list[str]) -> str:
         f"the first {config['cold']} are the warm-up phase",
         f"- wall time {seconds(summary['wall_s'], 2)} s; {summary['ok']} ok, {summary['errors']} failed; "
         f"{summary['output_tokens']} output tokens, "
-        f"{seconds(summary['throughput_tokens_per_s'], 1)} tokens/s overall",
+        f"{seconds(summary['throughput_tokens_per_s'], 1)} tokens/s overall"
+        + (
+            f", {seconds(summary['steady']['throughput_tokens_per_s'], 1)} in the steady phase"
+            if summary.get("steady")
+            else ""
+        )
+        + f"; {summary['input_tokens']} input tokens, {seconds(summary['input_tokens_per_s'], 1)} tokens/s",
     ]
     spawn = run.get("spawn")
     if spawn:

@@ -12,7 +12,10 @@ SCHEMA = "llm-serving-loadtest/1"
 DEFINITIONS = {
     "time_to_first_byte_s": "request sent to the first byte of the response body",
     "ttft_s": "request sent to the first event carrying generated text (role-only and empty chunks excluded)",
-    "itl_s": "mean of the gaps between consecutive text events, as they arrived at the client",
+    "itl_s": "(last text event - first text event) / (output_tokens - 1): per token, as guidellm defines it",
+    "event_gap_s": "mean of the gaps between consecutive text events, as they arrived at the client",
+    "send_delay_s": "--rate: how long after its scheduled time the request was sent (all streams in flight)",
+    "steady": "throughput of the steady phase over its own span: first steady request due to its last answer",
     "tpot_s": "(e2e_s - ttft_s) / (output_tokens - 1)",
     "e2e_s": "request sent to the final event (done / [DONE] / the final poll)",
     "output_tokens": "the server's usage.completion_tokens; the text-event count is content_chunks",

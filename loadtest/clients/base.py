@@ -20,10 +20,17 @@ from loadtest.sse import ServerSentEvent, SSEParser
 
 @dataclass
 class StreamTrace:
-    """Raw observations of one request; metrics.py derives the numbers from it."""
+    """Raw observations of one request; metrics.py derives the numbers from it.
 
+    Times count from when the request was due (``due``, a ``time.perf_counter``
+    reading: its scheduled send time with ``--rate``), so a send delayed by the
+    client itself shows in every latency; ``send_delay_s`` says by how much.
+    """
+
+    due: float | None = None
     started_at_unix: float = field(default_factory=time.time)
     _started_perf: float = field(default_factory=time.perf_counter, repr=False)
+    send_delay_s: float = 0.0
     http_status: int | None = None
     first_byte_s: float | None = None
     content_arrivals_s: list[float] = field(default_factory=list)
@@ -37,6 +44,12 @@ class StreamTrace:
     polls: int | None = None
     error: str | None = None
     error_type: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.due is not None and self.due < self._started_perf:
+            self.send_delay_s = self._started_perf - self.due
+            self.started_at_unix -= self.send_delay_s
+            self._started_perf = self.due
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self._started_perf

@@ -28,7 +28,8 @@ def test_ttft_itl_tpot_and_tokens_per_second_follow_the_definitions() -> None:
     record = build_record(0, 0, "warmup", trace_of([0.3, 0.35, 0.45, 0.5], end_s=0.6, completion_tokens=4))
 
     assert record.ttft_s == 0.3
-    assert record.itl_s == pytest.approx((0.05 + 0.10 + 0.05) / 3)
+    assert record.itl_s == pytest.approx((0.5 - 0.3) / (4 - 1))  # per token
+    assert record.event_gap_s == pytest.approx((0.05 + 0.10 + 0.05) / 3)  # per event
     assert record.tpot_s == pytest.approx((0.6 - 0.3) / 3)
     assert record.tokens_per_s == pytest.approx(4 / 0.6)
     assert record.inter_token_gaps_s == pytest.approx([0.05, 0.10, 0.05])
@@ -97,7 +98,9 @@ def test_percentiles_interpolate_linearly() -> None:
     assert stats is not None
     assert stats["p50"] == pytest.approx(5.5)
     assert stats["p90"] == pytest.approx(9.1)
+    assert stats["p95"] == pytest.approx(9.55)
     assert stats["p99"] == pytest.approx(9.91)
+    assert stats["std"] == pytest.approx(8.25**0.5)  # population: mean of squared deviations 8.25
     assert stats["mean"] == pytest.approx(5.5)
     assert describe([]) is None
 
@@ -119,3 +122,22 @@ def test_the_summary_splits_cold_warm_and_phases_and_counts_only_successes() -> 
     assert summary["groups"]["steady"]["ok"] == 1
     assert summary["output_tokens"] == 2
     assert summary["throughput_tokens_per_s"] == pytest.approx(2 / 30)
+
+
+def test_the_steady_phase_has_its_own_throughput_over_its_own_span() -> None:
+    # Warm-up: one 10 s cold request; steady: two requests of 100 tokens from t=20 to t=24.
+    cold = build_record(
+        0, 0, "warmup", trace_of([9.0, 10.0], end_s=10.0, completion_tokens=100, started_at_unix=0)
+    )
+    first = build_record(
+        1, 1, "steady", trace_of([0.1, 2.0], end_s=2.0, completion_tokens=100, started_at_unix=20)
+    )
+    second = build_record(
+        2, 2, "steady", trace_of([0.1, 2.0], end_s=2.0, completion_tokens=100, started_at_unix=22)
+    )
+
+    summary = summarize([cold, first, second], wall_s=24.0)
+
+    assert summary["throughput_tokens_per_s"] == pytest.approx(300 / 24)
+    assert summary["steady"]["span_s"] == pytest.approx(4.0)
+    assert summary["steady"]["throughput_tokens_per_s"] == pytest.approx(200 / 4)

@@ -47,7 +47,10 @@ def test_spawn_measures_cold_start_and_splits_cold_from_warm(tmp_path: Path) -> 
     summary = results["summary"]
     assert summary["groups"]["cold"]["ok"] == 1
     assert summary["groups"]["warm"]["ok"] == 3
-    assert set(summary["groups"]["all"]["metrics"]["ttft_s"]) == {"mean", "p50", "p90", "p99", "min", "max"}
+    stats = {"mean", "std", "p50", "p90", "p95", "p99", "min", "max"}
+    assert set(summary["groups"]["all"]["metrics"]["ttft_s"]) == stats
+    assert summary["steady"]["output_tokens"] == 2 * TOKENS
+    assert summary["input_tokens"] == sum(record["prompt_tokens"] for record in records) > 0
     assert results["cost"]["run_usd"] == 0.0
     for name in ("report.md", "per_request.png", "distributions.png"):
         assert (out_dir / name).stat().st_size > 0

@@ -92,7 +92,19 @@ def test_events_merged_in_one_read_each_count_and_share_the_arrival_time(server:
 
     assert record.content_chunks == 3
     assert len(set(trace.content_arrivals_s)) == 1
-    assert record.itl_s == 0.0
+    assert record.itl_s == record.event_gap_s == 0.0
+
+
+def test_itl_is_per_token_when_an_event_carries_several(server: ScriptedServer) -> None:
+    # 10 events of 3 tokens, 50 ms apart: the gap between events is 50 ms, a token takes 1/3 of it.
+    script = Script(steps=[*timed_tokens(first_s=0.1, gap_s=0.050, count=10), (0.0, done_event(30))])
+
+    _, record = measure(server, script)
+
+    assert record.event_gap_s == pytest.approx(0.050, abs=GAP_TOLERANCE_S)
+    assert record.itl_s == pytest.approx(9 * 0.050 / 29, abs=GAP_TOLERANCE_S / 3)
+    assert record.output_tokens == 30
+    assert record.token_count_mismatch  # 30 tokens in 10 events: said, not hidden
 
 
 @pytest.mark.parametrize("newline", ["\r\n", "\r", "\n"])
