@@ -84,7 +84,11 @@ class ChatClient(Protocol):
 
     protocol: str
 
-    async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None: ...
+    async def send(
+        self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace, max_tokens: int | None = None
+    ) -> None:
+        """Send ``prompt`` for ``max_tokens`` tokens (None: the client's own) and fill ``trace``."""
+        ...
 
     def at(self, url: str) -> ChatClient:
         """The same client aimed at another server (the warm-up's canned one)."""

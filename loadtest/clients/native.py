@@ -32,8 +32,10 @@ class NativeClient:
     def at(self, url: str) -> NativeClient:
         return dataclasses.replace(self, base_url=url)
 
-    async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None:
-        body = native_request_body(prompt, self.max_tokens, self.ignore_eos)
+    async def send(
+        self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace, max_tokens: int | None = None
+    ) -> None:
+        body = native_request_body(prompt, max_tokens or self.max_tokens, self.ignore_eos)
 
         def on_event(event: ServerSentEvent, arrival_s: float) -> bool:
             if event.event == "error":

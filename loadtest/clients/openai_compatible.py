@@ -34,10 +34,10 @@ class OpenAIClient:
     extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request body
     ends_at_usage: bool = False  # the usage chunk is the final event (no [DONE] follows)
 
-    def request_body(self, prompt: str) -> dict[str, Any]:
+    def request_body(self, prompt: str, max_tokens: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": self.max_tokens,
+            "max_tokens": max_tokens or self.max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -51,7 +51,9 @@ class OpenAIClient:
     def at(self, url: str) -> OpenAIClient:
         return dataclasses.replace(self, base_url=url)
 
-    async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None:
+    async def send(
+        self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace, max_tokens: int | None = None
+    ) -> None:
         def on_event(event: ServerSentEvent, arrival_s: float) -> bool:
             if event.data == "[DONE]":
                 trace.end_s = arrival_s
@@ -76,7 +78,7 @@ class OpenAIClient:
             return False
 
         url = f"{self.base_url}/v1/chat/completions"
-        await stream_sse(http, url, self.request_body(prompt), self.headers, trace, on_event)
+        await stream_sse(http, url, self.request_body(prompt, max_tokens), self.headers, trace, on_event)
 
 
 async def discover_model(http: httpx.AsyncClient, base_url: str, headers: dict[str, str]) -> str | None:

@@ -44,8 +44,10 @@ class RunPodQueueClient:
     def at(self, url: str) -> RunPodQueueClient:
         return dataclasses.replace(self, endpoint_url=url)
 
-    async def send(self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace) -> None:
-        body = {"input": native_request_body(prompt, self.max_tokens, self.ignore_eos)}
+    async def send(
+        self, http: httpx.AsyncClient, prompt: str, trace: StreamTrace, max_tokens: int | None = None
+    ) -> None:
+        body = {"input": native_request_body(prompt, max_tokens or self.max_tokens, self.ignore_eos)}
         response = await http.post(f"{self.endpoint_url}/run", json=body, headers=self.headers)
         trace.http_status = response.status_code
         if not response.is_success:

@@ -54,3 +54,25 @@ def test_the_run_stops_by_itself_at_its_time_limit(server: ScriptedServer) -> No
     assert time.perf_counter() - started < 2.0
     assert outcome.stopped_by_deadline
     assert 1 <= len(outcome.records) <= 3
+
+
+def test_at_a_rate_requests_are_sent_on_schedule_whatever_the_answers_take(server: ScriptedServer) -> None:
+    outcome = load(server, LoadPlan(requests=5, cold=0, rate_per_s=10.0, arrivals="constant"))
+
+    sent = [record.started_at_unix for record in outcome.records]
+    # An open loop: a new request every 100 ms although each answer takes 200 ms.
+    assert [round(later - earlier, 2) for earlier, later in itertools.pairwise(sent)] == [0.1] * 4
+    assert all(record.send_delay_s < 0.02 for record in outcome.records)
+    assert outcome.wall_s == pytest.approx(0.4 + ANSWER_S, abs=0.1)
+
+
+def test_a_request_the_client_cannot_send_on_time_counts_its_wait(server: ScriptedServer) -> None:
+    # One stream at most: request i is due at i x 100 ms but can leave only when i-1 has ended.
+    outcome = load(server, LoadPlan(requests=4, cold=0, rate_per_s=10.0, max_in_flight=1))
+
+    delays = [record.send_delay_s for record in outcome.records]
+    assert delays[0] < 0.02
+    for index in (1, 2, 3):
+        assert delays[index] == pytest.approx(index * (ANSWER_S - 0.1), abs=0.05)
+        # Latency counts from the scheduled time: the client's queue is not hidden.
+        assert outcome.records[index].ttft_s == pytest.approx(delays[index] + ANSWER_S, abs=0.05)
