@@ -19,12 +19,15 @@ from loadtest.clients.openai_compatible import discover_model
 from loadtest.cost import resolve_container, resolve_price, run_cost
 from loadtest.metrics import RequestRecord, mark_cold, summarize
 from loadtest.plots import write_plots
+from loadtest.processes import run_load_in_processes
 from loadtest.prompts import DEFAULT_PROMPTS_FILE, load_prompts
 from loadtest.providers import PROVIDERS, auth_headers, build_client, normalize_base_url
 from loadtest.report import render_report, run_title
 from loadtest.results import DEFINITIONS, write_results
 from loadtest.runner import LoadPlan, run_load
+from loadtest.slo import Objectives, goodput
 from loadtest.spawn import SpawnedServer, redact_command, spawn_server
+from loadtest.workload import Dataset, PromptList, SyntheticPrompts, Workload
 
 REPORT_FILE = "report.md"
 SERVER_LOG = "server.log"
@@ -51,6 +54,10 @@ class RunConfig:
     # > 0: poll /ready first, for up to this long, and time the cold start there instead of
     # inside the first request (one longer than a provider's proxy allows cannot be seen there).
     wait_ready_s: float = 0.0
+    input_tokens: int | None = None  # synthetic prompts of about this many tokens
+    dataset: Path | None = None  # JSONL rows: prompt and output_tokens
+    slo: str | None = None  # "ttft=0.5,tpot=0.05,e2e=30"
+    processes: int = 1
 
     @property
     def resolved_protocol(self) -> str:
@@ -70,6 +77,10 @@ def config_record(config: RunConfig, url: str, model: str | None, credentials: l
         "prompts_file": str(config.prompts_file),
         "spawn": " ".join(redact_command(shlex.split(config.spawn))) if config.spawn else None,
         "poll_interval_s": config.poll_interval_s,
+        "input_tokens": config.input_tokens,
+        "dataset": str(config.dataset) if config.dataset else None,
+        "slo": config.slo,
+        "processes": config.processes,
         "credentials_from_env": credentials,
         **asdict(config.plan),
     }
@@ -93,7 +104,8 @@ def run_experiment(
         )
     price = resolve_price(config.provider, config.gpu, config.price_per_second)
     container = resolve_container(config.provider, config.cpu_cores, config.memory_gib)
-    prompts = load_prompts(config.prompts_file)
+    workload = build_workload(config)
+    objectives = Objectives.parse(config.slo) if config.slo else None
     headers, credentials = auth_headers(PROVIDERS[config.provider], env)
     run_started_at = time.time()  # before the spawn: a process started from here on is new
     with _maybe_spawn(config) as spawned:
@@ -113,9 +125,16 @@ def run_experiment(
         context = progress(config.plan.requests, config.provider) if progress else contextlib.nullcontext()
         with context as bar:
             on_record: Callable[[RequestRecord], None] | None = bar.on_record if bar else None
-            outcome = asyncio.run(run_load(client, prompts, config.plan, on_record))
+            if config.processes > 1:
+                outcome = run_load_in_processes(client, workload, config.plan, config.processes)
+                for record in outcome.records if on_record else ():
+                    on_record(record)  # type: ignore[misc]
+            else:
+                outcome = asyncio.run(run_load(client, workload, config.plan, on_record))
     mark_cold(outcome.records, run_started_at)
     summary = summarize(outcome.records, outcome.wall_s)
+    cost = run_cost(price, outcome.wall_s, len(outcome.records), summary["output_tokens"], container)
+    slo = goodput(outcome.records, outcome.wall_s, objectives, cost.get("run_usd")) if objectives else None
     results: dict[str, Any] = {
         "config": config_record(config, url, model, credentials),
         "run": {
@@ -127,7 +146,8 @@ def run_experiment(
         },
         "definitions": DEFINITIONS,
         "summary": summary,
-        "cost": run_cost(price, outcome.wall_s, len(outcome.records), summary["output_tokens"], container),
+        "slo": slo,
+        "cost": cost,
         "requests": [record.to_dict() for record in outcome.records],
     }
     out_dir = config.out_dir
@@ -135,6 +155,19 @@ def run_experiment(
     plot_files = write_plots(results, out_dir, run_title(results))
     (out_dir / REPORT_FILE).write_text(render_report(results, plot_files), encoding="utf-8")
     return results
+
+
+def build_workload(config: RunConfig) -> Workload:
+    """The dataset, else synthetic prompts of ``input_tokens``, else the prompts file.
+
+    Raises ValueError for a file without prompts or rows.
+    """
+    if config.dataset is not None:
+        return Dataset.from_jsonl(config.dataset)
+    prompts = load_prompts(config.prompts_file)
+    if config.input_tokens is not None:
+        return SyntheticPrompts(config.input_tokens, prompts)
+    return PromptList(prompts)
 
 
 async def wait_for_ready(

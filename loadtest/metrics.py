@@ -209,6 +209,7 @@ def summarize(records: list[RequestRecord], wall_s: float) -> dict[str, Any]:
         "input_tokens": input_tokens,
         "input_tokens_per_s": input_tokens / wall_s if wall_s > 0 else None,
         "steady": phase_throughput(steady),
+        "input_length": input_length_check(records),
         "groups": groups,
     }
 
@@ -237,4 +238,22 @@ def phase_throughput(records: list[RequestRecord]) -> dict[str, Any] | None:
         "span_s": span_s,
         "output_tokens": output_tokens,
         "throughput_tokens_per_s": output_tokens / span_s if span_s > 0 else None,
+    }
+
+
+def input_length_check(records: list[RequestRecord]) -> dict[str, Any] | None:
+    """With ``--input-tokens``: the server's prompt token counts against the target.
+
+    The first prompts are sized from a guess, later ones from the server's counts, so
+    the first may be off; ``off_by_over_10pct`` says how many were.
+    """
+    targets = [r for r in records if r.target_input_tokens is not None and r.prompt_tokens is not None]
+    if not targets:
+        return None
+    target = targets[0].target_input_tokens
+    assert target is not None
+    return {
+        "target": target,
+        "prompt_tokens": describe([float(r.prompt_tokens or 0) for r in targets]),
+        "off_by_over_10pct": sum(abs((r.prompt_tokens or 0) - target) > 0.1 * target for r in targets),
     }

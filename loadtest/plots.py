@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 
 PER_REQUEST_PNG = "per_request.png"
 DISTRIBUTIONS_PNG = "distributions.png"
+TTFT_BY_INPUT_PNG = "ttft_by_input_length.png"
 
 
 def _values(records: list[dict[str, Any]], metric: str) -> tuple[list[int], list[float]]:
@@ -79,9 +80,29 @@ def plot_distributions(records: list[dict[str, Any]], title: str, path: Path) ->
     plt.close(figure)
 
 
+def plot_ttft_by_input_length(records: list[dict[str, Any]], title: str, path: Path) -> None:
+    """Prefill shows here: TTFT against the server's count of prompt tokens, one point a request."""
+    points = [
+        (r["prompt_tokens"], r["ttft_s"]) for r in records if r["ok"] and r["prompt_tokens"] and r["ttft_s"]
+    ]
+    figure, axis = plt.subplots(figsize=(8, 5))
+    if points:
+        axis.scatter(*zip(*points, strict=True), s=25, color="tab:blue", alpha=0.8)
+    axis.set_xlabel("input tokens (server's usage.prompt_tokens)")
+    axis.set_ylabel("TTFT (s)")
+    axis.set_xlim(left=0)
+    axis.set_ylim(bottom=0)
+    axis.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def write_plots(results: dict[str, Any], out_dir: Path, title: str) -> list[str]:
-    """Both plots into ``out_dir``; returns their file names."""
+    """The plots into ``out_dir``; returns their file names."""
     records, cold = results["requests"], results["config"]["cold"]
     plot_per_request(records, cold, title, out_dir / PER_REQUEST_PNG)
     plot_distributions(records, title, out_dir / DISTRIBUTIONS_PNG)
-    return [PER_REQUEST_PNG, DISTRIBUTIONS_PNG]
+    plot_ttft_by_input_length(records, title, out_dir / TTFT_BY_INPUT_PNG)
+    return [PER_REQUEST_PNG, DISTRIBUTIONS_PNG, TTFT_BY_INPUT_PNG]

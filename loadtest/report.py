@@ -119,6 +119,28 @@ def render_report(results: dict[str, Any], plot_files: list[str]) -> str:
         lines.append(
             f"- cold start (`--spawn`): process start to `/ready` 200 in **{seconds(spawn['ready_s'], 2)} s**"
         )
+    if config.get("rate_per_s"):
+        lines.append(
+            f"- arrivals: {config['arrivals']} at {config['rate_per_s']:g} requests/s "
+            f"(seed {config['seed']}), at most {config['max_in_flight']} streams open; "
+            "latencies count from the scheduled time"
+        )
+    input_length = summary.get("input_length")
+    if input_length:
+        observed = input_length["prompt_tokens"]
+        lines.append(
+            f"- input: synthetic prompts for {input_length['target']} tokens; the server counted "
+            f"p50 {observed['p50']:.0f} (min {observed['min']:.0f}, max {observed['max']:.0f}), "
+            f"{input_length['off_by_over_10pct']} off by over 10%"
+        )
+    slo = results.get("slo")
+    if slo:
+        lines.append(
+            f"- objectives {slo['objectives']}: {slo['good']}/{slo['requests']} good; goodput "
+            f"{seconds(slo['goodput_tokens_per_s'], 1)} tokens/s, "
+            f"{usd(slo['usd_per_good_request'])} per good request; "
+            f"p99s {'meet' if slo['met_at_p99'] else 'miss'} them"
+        )
     ready_wait = run.get("ready_wait")
     if ready_wait:
         lines.append(

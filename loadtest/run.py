@@ -16,12 +16,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from loadtest.arrivals import ARRIVALS
 from loadtest.console import RunProgress, console, print_summary
 from loadtest.experiment import RunConfig, run_experiment
 from loadtest.prompts import DEFAULT_PROMPTS_FILE
 from loadtest.providers import PROTOCOLS, PROVIDERS
 from loadtest.report import render_comparison
 from loadtest.runner import LoadPlan
+from loadtest.search import highest_passing, write_search
 
 COMPARE_FILE = "compare.md"
 
@@ -45,7 +47,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--concurrency", type=int, default=1, help="requests in flight (default 1: sequential)"
     )
     parser.add_argument("--sweep", help="concurrency levels, e.g. 1,4,8,16: one run each into OUT/cN")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="requests per second, sent on schedule (an open loop) instead of --concurrency",
+    )
+    parser.add_argument(
+        "--arrivals", choices=ARRIVALS, default="constant", help="with --rate (default constant)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="Poisson arrivals: the same seed, the same schedule"
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int, default=256, help="with --rate: streams open at most (default 256)"
+    )
+    parser.add_argument("--rate-sweep", help="rates, e.g. 0.5,1,2,4: one run each into OUT/rR")
+    parser.add_argument(
+        "--slo", help="objectives in seconds, e.g. ttft=0.5,tpot=0.05,e2e=30: good requests and goodput"
+    )
+    parser.add_argument(
+        "--search",
+        choices=("concurrency", "rate"),
+        help="with --slo: find the highest concurrency or rate whose p99s meet it (runs into OUT/search-*)",
+    )
+    parser.add_argument(
+        "--search-max", type=float, default=64, help="the highest level --search tries (default 64)"
+    )
     parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS_FILE, help="one prompt per line")
+    parser.add_argument(
+        "--input-tokens",
+        type=int,
+        help="synthetic prompts of about N tokens (checked with the server's count)",
+    )
+    parser.add_argument(
+        "--dataset", type=Path, help='JSONL rows {"prompt": ..., "output_tokens": N}: per-row output lengths'
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="spread the streams over N client processes (README: limits)"
+    )
     parser.add_argument(
         "--model", help="model name for OpenAI-compatible servers (default: the first listed)"
     )
@@ -90,13 +129,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--out is required")
     if not args.compare and args.url is None and args.spawn is None:
         parser.error("give --url, --spawn, or both")
-    if min(args.requests, args.max_tokens, args.concurrency) < 1 or args.cold < 0:
-        parser.error("--requests, --max-tokens and --concurrency must be at least 1, --cold at least 0")
+    if min(args.requests, args.max_tokens, args.concurrency, args.max_in_flight, args.processes) < 1:
+        parser.error(
+            "--requests, --max-tokens, --concurrency, --max-in-flight and --processes must be at least 1"
+        )
+    if args.cold < 0:
+        parser.error("--cold must be at least 0")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be above 0")
+    if args.search and not args.slo:
+        parser.error("--search needs --slo")
+    if sum(bool(option) for option in (args.sweep, args.rate_sweep, args.search)) > 1:
+        parser.error("give one of --sweep, --rate-sweep and --search")
     return args
 
 
-def config_for(args: argparse.Namespace, out_dir: Path, concurrency: int) -> RunConfig:
-    plan = LoadPlan(args.requests, args.cold, concurrency, args.request_timeout, args.max_duration)
+def config_for(
+    args: argparse.Namespace, out_dir: Path, concurrency: int, rate: float | None = None
+) -> RunConfig:
+    plan = LoadPlan(
+        args.requests,
+        args.cold,
+        concurrency,
+        args.request_timeout,
+        args.max_duration,
+        rate_per_s=rate,
+        arrivals=args.arrivals,
+        seed=args.seed,
+        max_in_flight=args.max_in_flight,
+    )
     return RunConfig(
         out_dir=out_dir,
         url=args.url,
@@ -115,6 +176,10 @@ def config_for(args: argparse.Namespace, out_dir: Path, concurrency: int) -> Run
         spawn_timeout_s=args.spawn_timeout,
         poll_interval_s=args.poll_interval,
         wait_ready_s=args.wait_ready,
+        input_tokens=args.input_tokens,
+        dataset=args.dataset,
+        slo=args.slo,
+        processes=args.processes,
     )
 
 
@@ -134,20 +199,49 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         compare(args.compare, args.out)
         return 0
-    levels = [int(level) for level in args.sweep.split(",")] if args.sweep else [args.concurrency]
-    run_dirs = [args.out / f"c{level}" for level in levels] if args.sweep else [args.out]
-    every_run_answered = True
-    for level, run_dir in zip(levels, run_dirs, strict=True):
-        try:
-            results = run_experiment(config_for(args, run_dir, level), progress=RunProgress)
-        except (ValueError, RuntimeError, TimeoutError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            return 2
-        print_summary(results, str(run_dir))
-        every_run_answered &= results["summary"]["ok"] > 0
-    if args.sweep:
-        compare(run_dirs, args.out)
+    try:
+        if args.search:
+            return search(args)
+        configs = planned_runs(args)
+        every_run_answered = True
+        for config in configs:
+            results = run_experiment(config, progress=RunProgress)
+            print_summary(results, str(config.out_dir))
+            every_run_answered &= results["summary"]["ok"] > 0
+    except (ValueError, RuntimeError, TimeoutError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    if len(configs) > 1:
+        compare([config.out_dir for config in configs], args.out)
     return 0 if every_run_answered else 1
+
+
+def planned_runs(args: argparse.Namespace) -> list[RunConfig]:
+    """One run, or one per level of --sweep (OUT/cN) or --rate-sweep (OUT/rR)."""
+    if args.sweep:
+        levels = [int(level) for level in args.sweep.split(",")]
+        return [config_for(args, args.out / f"c{level}", level) for level in levels]
+    if args.rate_sweep:
+        rates = [float(rate) for rate in args.rate_sweep.split(",")]
+        return [config_for(args, args.out / f"r{rate:g}", args.concurrency, rate) for rate in rates]
+    return [config_for(args, args.out, args.concurrency, args.rate)]
+
+
+def search(args: argparse.Namespace) -> int:
+    """The highest concurrency or rate whose p99s meet --slo; each probe is a run in OUT/search-*."""
+    by_rate = args.search == "rate"
+
+    def probe(level: float) -> bool:
+        name = f"search-r{level:g}" if by_rate else f"search-c{int(level)}"
+        config = config_for(args, args.out / name, 1 if by_rate else int(level), level if by_rate else None)
+        results = run_experiment(config, progress=RunProgress)
+        print_summary(results, str(config.out_dir))
+        return bool(results["slo"]["met_at_p99"])
+
+    start = (args.rate or 1.0) if by_rate else 1.0
+    outcome = highest_passing(probe, start, args.search_max, integer=not by_rate)
+    console.print(f"[bold]{write_search(args.out, args.search, args.slo, outcome)}[/bold]")
+    return 0 if outcome.best is not None else 1
 
 
 if __name__ == "__main__":

@@ -72,8 +72,11 @@ async def run_load(
     plan: LoadPlan,
     on_record: Callable[[RequestRecord], None] | None = None,
     indices: range | None = None,
+    start_at_unix: float | None = None,
 ) -> LoadOutcome:
     """Send ``plan.requests`` requests (or only ``indices`` of them); records in index order.
+
+    ``start_at_unix`` (several processes share one run): start the clock then, after the warm-up.
 
     With ``plan.rate_per_s`` request i is due at its place in the arrival schedule and
     sent then, unless ``plan.max_in_flight`` streams are open: then as soon as one ends.
@@ -89,6 +92,8 @@ async def run_load(
 
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:
         await warm_up(client, workload.request(indices[0] if indices else 0).prompt)
+        if start_at_unix is not None:
+            await asyncio.sleep(max(0.0, start_at_unix - time.time()))
         started = time.perf_counter()
         started_at_unix = time.time()
         deadline = started + plan.max_duration_s

@@ -88,6 +88,7 @@ class SyntheticPrompts:
     source_prompts: list[str]
     tokens_per_word: float = _TOKENS_PER_WORD_GUESS
     _words: list[str] = field(default_factory=list, repr=False)
+    _seen: tuple[int, int] = (0, 0)  # words sent and tokens the server counted, over all answers
 
     def __post_init__(self) -> None:
         if self.target_tokens < 1:
@@ -104,7 +105,10 @@ class SyntheticPrompts:
         return RequestSpec(index, " ".join(chosen), target_input_tokens=self.target_tokens)
 
     def observe(self, prompt_words: int, prompt_tokens: int | None) -> None:
-        # The chat template adds a fixed number of tokens: folding them into the ratio
-        # still converges, because the next prompt is sized to the target total.
+        # Over all answers so far: words tokenize differently, and one prompt's ratio is noisy.
+        # The chat template's fixed tokens are folded into the ratio: at a fixed target that
+        # still sizes the prompt for the target total.
         if prompt_tokens:
-            self.tokens_per_word = prompt_tokens / prompt_words
+            words, tokens = self._seen
+            self._seen = (words + prompt_words, tokens + prompt_tokens)
+            self.tokens_per_word = self._seen[1] / self._seen[0]
