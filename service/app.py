@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
         engine = create_engine(settings)
     chat_service = build_chat_service(settings, engine)
+    chat_service.metrics.track_startup(lambda: _startup_phases(engine))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -70,6 +71,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(RequestCounter, metrics=chat_service.metrics)
     app.add_middleware(HeadAsGet)
     return app
+
+
+def _startup_phases(engine: Engine) -> dict[str, float] | None:
+    startup = engine.status.startup
+    return startup.phases() if startup is not None else None
 
 
 async def _start_engine(engine: Engine) -> None:

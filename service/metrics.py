@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -12,6 +12,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # Buckets from 5 ms to 10 min: TTFT on a warm GPU is tens of ms, a cold queue minutes.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -75,5 +77,32 @@ class Metrics:
         self.requests_running.set_function(running)
         self.requests_waiting.set_function(waiting)
 
+    def track_startup(self, phases: Callable[[], Mapping[str, float] | None]) -> None:
+        """Export ``llm_startup_seconds{phase=...}`` from ``phases()`` once it returns them."""
+        self.registry.register(_StartupCollector(phases))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _StartupCollector(Collector):
+    """``llm_startup_seconds{phase}``: absent until the engine is ready, then fixed."""
+
+    _NAME = "llm_startup_seconds"
+    _HELP = "Seconds from process start: import (until loading began), load, warmup, and ready (the total)."
+
+    def __init__(self, phases: Callable[[], Mapping[str, float] | None]) -> None:
+        self._phases = phases
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Names for the registry's duplicate check, without asking for values.
+        yield GaugeMetricFamily(self._NAME, self._HELP, labels=["phase"])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        phases = self._phases()
+        if not phases:
+            return
+        family = GaugeMetricFamily(self._NAME, self._HELP, labels=["phase"])
+        for phase, seconds in phases.items():
+            family.add_metric([phase], seconds)
+        yield family

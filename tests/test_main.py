@@ -6,7 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def server_process(model_cache_dir: Path, engine_name: str) -> Iterator[str]:
+@dataclass(frozen=True)
+class ServerProcess:
+    url: str
+    # Seconds from just before the spawn until the test saw /ready answer 200.
+    ready_seen_after_s: float
+
+
+@pytest.fixture(scope="module")
+def server_process(model_cache_dir: Path, engine_name: str) -> Iterator[ServerProcess]:
     port = free_port()
     # The model comes from the env var and the port from the flag: both paths work.
     env = {**os.environ, "MODEL_ID": "tiny-random", "CACHE_DIR": str(model_cache_dir), "ENGINE": engine_name}
+    spawned_at = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "service", "--port", str(port), "--host", "127.0.0.1"],
         env=env,
@@ -37,21 +47,32 @@ def server_process(model_cache_dir: Path, engine_name: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, timeout_s=120)
-        yield url
+        yield ServerProcess(url, time.monotonic() - spawned_at)
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
         assert process.returncode == 0, output
 
 
-def test_python_m_service_serves_and_streams(server_process: str) -> None:
-    with httpx.Client(base_url=server_process, timeout=60) as http:
+def test_python_m_service_serves_and_streams(server_process: ServerProcess) -> None:
+    with httpx.Client(base_url=server_process.url, timeout=60) as http:
         result = stream_chat(http, {"messages": "hello", "max_new_tokens": 5, "ignore_eos": True})
         models = http.get("/v1/models").json()
 
     assert result.done is not None
     assert result.done["usage"]["completion_tokens"] == 5
     assert models["data"][0]["id"] == "tiny-random"
+
+
+def test_ready_times_the_start_from_process_start(server_process: ServerProcess) -> None:
+    startup = httpx.get(f"{server_process.url}/ready", timeout=30).json()["startup"]
+
+    assert all(startup[f"{phase}_s"] > 0 for phase in ("import", "load", "warmup"))
+    assert startup["import_s"] + startup["load_s"] + startup["warmup_s"] == pytest.approx(startup["ready_s"])
+    # The process started after the spawn and was ready before the test saw it; the
+    # start time is known to a clock tick (10 ms); polling sees ready a little late.
+    assert server_process.ready_seen_after_s - 2.0 < startup["ready_s"]
+    assert startup["ready_s"] <= server_process.ready_seen_after_s + 0.02
 
 
 def test_help_lists_every_setting_as_a_flag() -> None:

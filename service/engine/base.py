@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from service.instance import process_age_s
+
 logger = logging.getLogger(__name__)
 
 
@@ -81,11 +83,32 @@ class InvalidPromptError(ValueError):
         self.param = param
 
 
+@dataclass(frozen=True)
+class StartupTimes:
+    """Where the seconds from process start to ready went; the three phases add up to ``ready_s``."""
+
+    # Process start to the engine starting to load: the interpreter, imports (torch,
+    # transformers), building the app, starting the server.
+    import_s: float
+    # Weights and tokenizer.
+    load_s: float
+    # Loaded to ready: the warm-up generation and what the engine sets up for it
+    # (the batched engine's loop).
+    warmup_s: float
+    ready_s: float
+
+    def phases(self) -> dict[str, float]:
+        """Seconds by phase: ``import``, ``load``, ``warmup`` and ``ready`` (the total)."""
+        return {"import": self.import_s, "load": self.load_s, "warmup": self.warmup_s, "ready": self.ready_s}
+
+
 @dataclass
 class EngineStatus:
     state: EngineState = EngineState.LOADING
     reason: str = "model is loading"
     details: dict[str, str] = field(default_factory=dict)
+    # Set once the engine is ready.
+    startup: StartupTimes | None = None
 
 
 class Engine(ABC):
@@ -109,7 +132,7 @@ class Engine(ABC):
         """Most tokens (prompt plus completion) the model accepts."""
 
     async def start(self) -> None:
-        """Load the weights and run a warm-up generation; sets ``status``.
+        """Load the weights and run a warm-up generation; sets ``status``, timing each phase.
 
         Safe to call more than once: later calls wait for the first to finish.
         Raises what loading raised, after setting the status to FAILED.
@@ -117,21 +140,46 @@ class Engine(ABC):
         async with self._start_lock:
             if self.status.state is not EngineState.LOADING:
                 return
+            # One clock for every mark, so that the phases add up to the total.
+            load_began_s = process_age_s()
             try:
-                details = await self._load_and_warm_up()
+                details = await self._load()
+                loaded_s = process_age_s()
+                self.status.reason = "warming up"
+                await self._warm_up()
             except Exception as exc:
                 logger.exception("model failed to load")
                 self.status.state = EngineState.FAILED
                 self.status.reason = f"model failed to load: {exc}"
                 raise
+            ready_s = process_age_s()
+            self.status.startup = StartupTimes(
+                import_s=load_began_s,
+                load_s=loaded_s - load_began_s,
+                warmup_s=ready_s - loaded_s,
+                ready_s=ready_s,
+            )
             self.status.details = details
             self.status.state = EngineState.READY
             self.status.reason = "ready"
-            logger.info("engine ready: %s (%s)", self.model_name, details)
+            logger.info(
+                "engine ready: %s (%s) %.2f s after process start: import %.2f s, load %.2f s, "
+                "warm-up %.2f s",
+                self.model_name,
+                details,
+                ready_s,
+                load_began_s,
+                loaded_s - load_began_s,
+                ready_s - loaded_s,
+            )
 
     @abstractmethod
-    async def _load_and_warm_up(self) -> dict[str, str]:
-        """Load, warm up, and describe what was loaded (device, dtype, ...) for /ready."""
+    async def _load(self) -> dict[str, str]:
+        """Load weights and tokenizer; describe what was loaded (device, dtype, ...) for /ready."""
+
+    @abstractmethod
+    async def _warm_up(self) -> None:
+        """Prepare to serve, so the first request pays for no lazy initialisation."""
 
     @abstractmethod
     async def render_prompt(self, messages: Sequence[Message]) -> Prompt:

@@ -80,11 +80,9 @@ class SequentialEngine(Engine):
     def context_length(self) -> int:
         return self._loaded.context_length if self._loaded else 0
 
-    async def _load_and_warm_up(self) -> dict[str, str]:
+    async def _load(self) -> dict[str, str]:
         self._thread = InferenceThread()
         self._loaded = await self._run_on_thread(self._loader, self._settings)
-        self.status.reason = "warming up"
-        await self._warm_up()
         return self._loaded.describe()
 
     async def _warm_up(self) -> None:

@@ -168,6 +168,11 @@ def train_tokenizer() -> PreTrainedTokenizerFast:
         show_progress=False,
     )
     backend.train_from_iterator(_CORPUS.splitlines(keepends=True) * 4, trainer=trainer)
+    return wrap_tokenizer(backend)
+
+
+def wrap_tokenizer(backend: Tokenizer) -> PreTrainedTokenizerFast:
+    """tiny-random's special tokens, context length and chat template around ``backend``."""
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=BOS,

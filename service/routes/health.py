@@ -28,7 +28,11 @@ async def ready(request: Request) -> JSONResponse:
     if not engine.ready:
         body = {"status": engine.status.state.value, "reason": engine.status.reason}
         return JSONResponse(body, status_code=503)
-    return JSONResponse({"status": "ready", "model": engine.model_name, **engine.status.details})
+    body = {"status": "ready", "model": engine.model_name, **engine.status.details}
+    if engine.status.startup is not None:
+        # Seconds from process start: import (to loading), load (weights, tokenizer), warm-up, ready.
+        body["startup"] = {f"{phase}_s": seconds for phase, seconds in engine.status.startup.phases().items()}
+    return JSONResponse(body)
 
 
 @router.get("/ping", summary="RunPod load-balancer health: 204 while loading, 200 when ready")

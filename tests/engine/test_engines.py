@@ -50,6 +50,17 @@ def test_start_loads_warms_up_and_close_stops(run: Callable[..., object]) -> Non
     run(check)
 
 
+def test_start_times_load_and_warm_up(run: Callable[..., object]) -> None:
+    async def check(engine: Engine) -> None:
+        startup = engine.status.startup
+        assert startup is not None
+        assert startup.load_s > 0
+        assert startup.warmup_s > 0  # the warm-up generation ran
+        assert startup.import_s + startup.load_s + startup.warmup_s == pytest.approx(startup.ready_s)
+
+    run(check)
+
+
 def test_events_end_with_exactly_one_finish(run: Callable[..., object]) -> None:
     async def check(engine: Engine) -> list[object]:
         prompt = await engine.render_prompt(HELLO)

@@ -11,6 +11,7 @@ import pytest
 
 from service.app import create_app
 from service.engine.base import Engine
+from service.instance import process_age_s
 from service.settings import Settings
 from tests.conftest import GatedLoader, serve, wait_until_ready
 
@@ -39,6 +40,18 @@ def test_not_ready_until_the_model_is_loaded(
         assert http.get("/ready").json()["status"] == "ready"
         assert http.get("/ping").status_code == 200
         assert http.post("/v1/chat", json={"messages": "hi", "max_new_tokens": 2}).status_code == 200
+
+
+def test_ready_reports_the_startup_phases(client: httpx.Client) -> None:
+    body = client.get("/ready").json()
+
+    startup = body["startup"]
+    phases = [startup["import_s"], startup["load_s"], startup["warmup_s"]]
+    assert all(seconds > 0 for seconds in phases), startup
+    # Three phases of one clock: they add up to the total, which is no older than this process.
+    assert sum(phases) == pytest.approx(startup["ready_s"])
+    assert startup["ready_s"] <= process_age_s()
+    assert (body["model"], body["device"], body["dtype"]) == ("tiny-random", "cpu", "float32")
 
 
 def test_a_model_that_fails_to_load_is_reported(

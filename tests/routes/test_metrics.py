@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import stream_chat
+from service.app import create_app
+from service.engine.base import Engine
+from service.settings import Settings
+from tests.conftest import GatedLoader, serve, stream_chat, wait_until_ready
+
+GATE_SHUT_S = 0.3
 
 
 def scrape(http: httpx.Client) -> dict[str, float]:
@@ -49,3 +55,26 @@ def test_metrics_move_with_requests(make_server: Callable[..., Any]) -> None:
     assert after["llm_requests_running"] == 0
     assert after["llm_requests_waiting"] == 0
     assert after["process_start_time_seconds"] > 0
+
+
+def test_startup_phases_are_exported_once_ready(
+    make_settings: Callable[..., Settings], engine_class: Callable[..., Engine]
+) -> None:
+    loader = GatedLoader()
+    settings = make_settings()
+    app = create_app(settings, engine_class(settings, loader=loader))
+
+    with serve(app, wait_ready=False) as url, httpx.Client(base_url=url, timeout=30) as http:
+        gate_shut_at = time.monotonic()  # loading began before the server started serving
+        while_loading = scrape(http)
+        time.sleep(max(0.0, gate_shut_at + GATE_SHUT_S - time.monotonic()))
+        loader.gate.set()
+        wait_until_ready(url)
+        once_ready = scrape(http)
+        startup = http.get("/ready").json()["startup"]
+
+    assert not [name for name in while_loading if name.startswith("llm_startup_seconds")]
+    for phase in ("import", "load", "warmup", "ready"):
+        assert once_ready[f'llm_startup_seconds{{phase="{phase}"}}'] == startup[f"{phase}_s"], phase
+    # The loader waited for the gate: that time is the load phase's, not another's.
+    assert startup["load_s"] >= GATE_SHUT_S

@@ -1,0 +1,127 @@
+"""The batch loop against generate(): the same tokens, whoever shares the batch and whenever they joined."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import torch
+from transformers import LogitsProcessorList
+
+from service.engine.batch_loop import BatchLoop, BatchRequest
+from service.engine.loader import LoadedModel, load_model
+from service.engine.sampling import SeededSampler
+from service.settings import Settings
+
+TOP_P = 0.9
+
+
+@pytest.fixture(scope="module")
+def loaded(settings: Settings) -> LoadedModel:
+    return load_model(settings)
+
+
+@pytest.fixture
+def batch_loop(loaded: LoadedModel) -> Iterator[BatchLoop]:
+    tokenizer = loaded.tokenizer
+    running = BatchLoop(loaded.model, 4, pad_token_id=0, stop_token_ids=[tokenizer.eos_token_id])
+    yield running
+    running.stop()
+
+
+def prompt(loaded: LoadedModel, text: str) -> list[int]:
+    return loaded.tokenizer.apply_chat_template([{"role": "user", "content": text}], return_dict=False)
+
+
+def generate_reference(
+    loaded: LoadedModel, prompt_ids: list[int], tokens: int, temperature: float, seed: int
+) -> list[int]:
+    """What the sequential engine's generate() makes of it (ignore_eos: min_new_tokens)."""
+    input_ids = torch.tensor([prompt_ids])
+    sampler = SeededSampler(temperature, TOP_P, seed, len(prompt_ids))
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=0,
+            logits_processor=LogitsProcessorList([sampler]),
+        )
+    return output[0, len(prompt_ids) :].tolist()
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.token_ids: list[int] = []
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+
+    def __call__(self, token_ids: list[int], finished: bool, error: BaseException | None) -> None:
+        self.token_ids += token_ids
+        self.error = error
+        if finished:
+            self.finished.set()
+
+
+def submit(
+    batch_loop: BatchLoop, prompt_ids: list[int], tokens: int, temperature: float = 0.0, seed: int = 0
+) -> tuple[BatchRequest, Collected]:
+    collected = Collected()
+    request = BatchRequest(prompt_ids, tokens, temperature, TOP_P, seed, None, collected)
+    batch_loop.submit(request)
+    return request, collected
+
+
+def test_rows_that_join_at_different_times_get_generates_tokens(
+    loaded: LoadedModel, batch_loop: BatchLoop
+) -> None:
+    # Different prompt lengths (the batch pads left), greedy and sampled rows, staggered arrivals,
+    # and more requests than rows (the fifth waits for a free one).
+    cases: list[tuple[str, int, float, int]] = [
+        ("hello", 40, 0.0, 1),
+        ("write a long function that sorts a list of numbers quickly, please", 25, 0.0, 2),
+        ("hi", 50, 0.8, 3),
+        ("write a long function that sorts a list of numbers quickly, please", 20, 1.0, 4),
+        ("what is a closure?", 10, 0.7, 5),
+    ]
+    collected: list[Collected] = []
+    for text, tokens, temperature, seed in cases:
+        collected.append(submit(batch_loop, prompt(loaded, text), tokens, temperature, seed)[1])
+        time.sleep(0.005)
+
+    for result in collected:
+        assert result.finished.wait(60)
+    for (text, tokens, temperature, seed), result in zip(cases, collected, strict=True):
+        assert result.error is None
+        assert result.token_ids == generate_reference(loaded, prompt(loaded, text), tokens, temperature, seed)
+
+
+def test_a_cancelled_row_stops_within_a_step_and_frees_its_place(
+    loaded: LoadedModel, batch_loop: BatchLoop
+) -> None:
+    hello = prompt(loaded, "hello")
+    rows = [submit(batch_loop, hello, 1800) for _ in range(4)]  # every row of the batch
+    waiting_request, waiting = submit(batch_loop, hello, 1800)
+    waiting_request.cancelled = True  # cancelled while it waits: never prefilled
+    late_request, late = submit(batch_loop, hello, 5)
+    time.sleep(0.1)
+    assert not late.finished.is_set(), "no row is free yet"
+
+    first_request, first = rows[0]
+    first_request.cancelled = True
+
+    assert late.finished.wait(30), "the cancelled row's place went to the next request"
+    tokens_when_cancelled = len(first.token_ids)
+    time.sleep(0.1)
+    assert len(first.token_ids) == tokens_when_cancelled < 1800
+    assert waiting.token_ids == []
+    assert late_request.generated == len(late.token_ids) == 5
+    for request, _ in rows[1:]:
+        request.cancelled = True
