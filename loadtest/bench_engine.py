@@ -42,7 +42,7 @@ from loadtest.bench.servers import (
     service_engine_flag_supported,
     transformers_serve_servers,
 )
-from loadtest.bench.summary import evaluate_targets
+from loadtest.bench.summary import evaluate_targets, merge_repeats
 from loadtest.bench.tables import machine_info, render_text, write_outputs
 from loadtest.prompts import DEFAULT_PROMPTS_FILE, load_prompts
 
@@ -66,6 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=_int_list, default=[1, 4, 8, 16], help="levels, e.g. 1,4,8,16")
     parser.add_argument("--requests-per-level", type=int, default=0, help="0: twice the level, at least 4")
     parser.add_argument("--single-repeats", type=int, default=7, help="single streams interleaved with raw")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="whole rounds over every server, interleaved (server A, B, ..., A, B, ...); medians reported",
+    )
     parser.add_argument(
         "--engines", default=",".join(OUR_ENGINES), help="our engines to run, e.g. sequential"
     )
@@ -112,10 +118,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model_dir, args.tokens, args.device, dtype, threads, args.cb_num_blocks, args.cb_max_batch_tokens
         )
     stem = args.stem or f"engine-bench-{args.device.split(':')[0]}"
-    results_by_server = {}
-    for server in servers:
-        logger.info("measuring %s", server.name)
-        results_by_server[server.name] = measure_server(server, raw, prompts, plan, args.out / f"{stem}-logs")
+    runs_by_server: dict[str, list[dict[str, Any]]] = {server.name: [] for server in servers}
+    for repeat in range(args.repeats):
+        for server in servers:
+            logger.info("measuring %s (round %d of %d)", server.name, repeat + 1, args.repeats)
+            runs_by_server[server.name].append(
+                measure_server(server, raw, prompts, plan, args.out / f"{stem}-logs")
+            )
+    results_by_server = {name: merge_repeats(runs) for name, runs in runs_by_server.items()}
     raw_runs = [s["single_stream"] for s in results_by_server.values() if s.get("available")]
     pooled_raw = _pooled_raw(raw_runs)
     results = {
@@ -127,6 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "concurrency_levels": args.concurrency,
             "requests_per_level": {str(c): plan.requests_for(c) for c in args.concurrency},
             "single_repeats": args.single_repeats,
+            "repeats": args.repeats,
             "device": args.device,
             "dtype": dtype,
             "threads": threads,

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from loadtest.bench.summary import evaluate_targets, level_summary, ratio, single_stream_summary
+from loadtest.bench.summary import (
+    evaluate_targets,
+    level_summary,
+    merge_repeats,
+    ratio,
+    single_stream_summary,
+)
 from loadtest.clients.base import StreamTrace
 from loadtest.metrics import RequestRecord, build_record
 
@@ -84,7 +90,7 @@ def targets_by_name(servers: dict[str, Any]) -> dict[str, Any]:
 def test_targets_are_met_or_missed_against_the_issue_thresholds() -> None:
     servers = {
         "sequential": server(100.0, 0.96, 0.004, {1: 100, 4: 100, 8: 100}),
-        "batched": server(95.0, 0.90, 0.012, {1: 95, 4: 300, 8: 450}),
+        "batched": server(95.0, 0.89, 0.012, {1: 95, 4: 300, 8: 450}),
         "transformers-serve-cb": server(80.0, 0.8, 0.02, {1: 90, 4: 310, 8: 250}),
     }
 
@@ -92,11 +98,8 @@ def test_targets_are_met_or_missed_against_the_issue_thresholds() -> None:
 
     assert targets["sequential: served single stream / raw generate tokens/s"].status == "met"
     assert targets["sequential: TTFT - raw prefill (s)"].status == "met"
-    assert targets["batched: served single stream / raw generate tokens/s"].status == "missed"
+    assert targets["batched: served single stream / raw generate tokens/s"].status == "missed"  # < 0.9
     assert targets["batched: TTFT - raw prefill (s)"].status == "missed"
-    at_8 = targets["batched: aggregate tokens/s at 8 / sequential single stream"]
-    assert at_8.value == pytest.approx(4.5)
-    assert at_8.status == "met"
     lowest = targets["batched / transformers-serve-cb, lowest over all levels"]
     assert lowest.value == pytest.approx(300 / 310)
     assert lowest.status == "missed"
@@ -120,9 +123,19 @@ def test_targets_of_a_server_not_measured_are_not_applicable() -> None:
 def test_a_level_with_failures_does_not_count_toward_a_target() -> None:
     batched = server(95.0, 0.96, 0.004, {8: 450})
     batched["levels"][0]["failed"] = 1
-    servers = {"sequential": server(100.0, 0.96, 0.004, {8: 100}), "batched": batched}
+    servers = {"batched": batched, "transformers-serve-cb": server(80.0, 0.8, 0.02, {8: 250})}
 
-    assert (
-        targets_by_name(servers)["batched: aggregate tokens/s at 8 / sequential single stream"].status
-        == "n/a"
-    )
+    assert targets_by_name(servers)["batched / transformers-serve-cb at 8"].status == "n/a"
+
+
+def test_repeated_runs_merge_into_medians_level_by_level() -> None:
+    runs = [server(100.0, ratio, 0.004, {1: 100 * ratio, 8: 400 * ratio}) for ratio in (0.9, 1.0, 1.2)]
+    runs[2]["levels"][1]["failed"] = 1
+
+    merged = merge_repeats(runs)
+
+    assert merged["single_stream"]["served_over_raw"] == 1.0
+    assert [level["aggregate_tokens_per_s"] for level in merged["levels"]] == [100.0, 400.0]
+    assert merged["levels"][1]["failed"] == 1  # failures add up
+    assert merged["repeats"]["8"] == [360.0, 400.0, 480.0]
+    assert merge_repeats([{"available": False, "reason": "x"}])["reason"] == "x"
