@@ -76,6 +76,13 @@ def print_summary(results: dict[str, Any], out_dir: str) -> None:
     console.print(table)
     if spawn:
         console.print(f"cold start: process start to /ready in {spawn['ready_s']:.2f} s")
+    server_startup = results["run"].get("server_startup")
+    if server_startup:
+        phases = server_startup["startup"]
+        console.print(
+            f"server start-up: imports {phases['import_s']:.2f} s, weights {phases['load_s']:.2f} s, "
+            f"warm-up {phases['warmup_s']:.2f} s, ready at {phases['ready_s']:.2f} s"
+        )
     ready_wait = results["run"].get("ready_wait")
     if ready_wait:
         console.print(f"cold start: first poll to /ready 200 in {ready_wait['ready_s']:.2f} s")

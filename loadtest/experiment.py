@@ -131,6 +131,12 @@ def run_experiment(
                     on_record(record)  # type: ignore[misc]
             else:
                 outcome = asyncio.run(run_load(client, workload, config.plan, on_record))
+        # After the run, never before: the instance is awake now, and a probe must not wake it.
+        server_startup = (
+            None
+            if protocol == "runpod-queue"
+            else asyncio.run(read_server_startup(normalize_base_url(url, protocol), headers))
+        )
     mark_cold(outcome.records, run_started_at)
     summary = summarize(outcome.records, outcome.wall_s)
     cost = run_cost(price, outcome.wall_s, len(outcome.records), summary["output_tokens"], container)
@@ -143,6 +149,7 @@ def run_experiment(
             "stopped_by_deadline": outcome.stopped_by_deadline,
             "spawn": _spawn_record(spawned),
             "ready_wait": ready_wait,
+            "server_startup": server_startup,
         },
         "definitions": DEFINITIONS,
         "summary": summary,
@@ -168,6 +175,20 @@ def build_workload(config: RunConfig) -> Workload:
     if config.input_tokens is not None:
         return SyntheticPrompts(config.input_tokens, prompts)
     return PromptList(prompts)
+
+
+async def read_server_startup(base_url: str, headers: dict[str, str]) -> dict[str, Any] | None:
+    """The start-up phases a server reports in /ready (import, load, warm-up), or None.
+
+    The project's server says which instance it is and how its start went; other servers say nothing.
+    """
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.get(f"{base_url}/ready", headers=headers)
+        body = response.json()
+        if response.status_code == 200 and isinstance(body, dict) and isinstance(body.get("startup"), dict):
+            return {"instance": body.get("instance"), "startup": body["startup"]}
+    return None
 
 
 async def wait_for_ready(

@@ -141,6 +141,16 @@ def render_report(results: dict[str, Any], plot_files: list[str]) -> str:
             f"{usd(slo['usd_per_good_request'])} per good request; "
             f"p99s {'meet' if slo['met_at_p99'] else 'miss'} them"
         )
+    server_startup = run.get("server_startup")
+    if server_startup:
+        phases = server_startup["startup"]
+        instance = (server_startup.get("instance") or {}).get("id", "?")
+        lines.append(
+            f"- the server's own start-up (instance {instance}, from its /ready after the run): "
+            f"imports {seconds(phases.get('import_s'), 2)} s, weights {seconds(phases.get('load_s'), 2)} s, "
+            f"warm-up {seconds(phases.get('warmup_s'), 2)} s; process start to ready "
+            f"{seconds(phases.get('ready_s'), 2)} s"
+        )
     ready_wait = run.get("ready_wait")
     if ready_wait:
         lines.append(

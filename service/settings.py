@@ -46,9 +46,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers).")
     port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
     engine: Literal["sequential", "batched"] = Field(
-        "sequential",
-        description="'sequential': one generate() at a time; 'batched': transformers' continuous "
-        "batching (README: Engines).",
+        "batched",
+        description="'batched': continuous batching, requests join and leave between decode steps; "
+        "'sequential': one generate() at a time (README: Engines).",
     )
     max_batch_size: int = Field(
         16, ge=1, description="Batched engine: requests in one batch (the default max_concurrency)."
@@ -76,14 +76,15 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="Requests generating at once; 0 means what the engine runs at once "
-        "(1 for the sequential engine).",
+        "(max_batch_size for the batched engine, 1 for the sequential one).",
     )
     max_queue: int = Field(16, ge=0, description="Requests waiting for a generation slot; more get 429.")
     queue_timeout: float = Field(
         60.0,
         ge=0,
         allow_inf_nan=False,
-        description="Seconds a request may wait for a slot before a 503 (0: no limit).",
+        description="Seconds a request may wait for a slot; then a stream ends with an error event, "
+        "a non-streaming request gets a 503 (0: no limit).",
     )
     request_timeout: float = Field(
         600.0,

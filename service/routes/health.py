@@ -29,6 +29,8 @@ async def ready(request: Request) -> JSONResponse:
         body = {"status": engine.status.state.value, "reason": engine.status.reason}
         return JSONResponse(body, status_code=503)
     body = {"status": "ready", "model": engine.model_name, **engine.status.details}
+    # Which process answered: a load tester matches its start-up to the requests it served.
+    body["instance"] = request.app.state.chat_service.instance.model_dump()
     if engine.status.startup is not None:
         # Seconds from process start: import (to loading), load (weights, tokenizer), warm-up, ready.
         body["startup"] = {f"{phase}_s": seconds for phase, seconds in engine.status.startup.phases().items()}

@@ -35,7 +35,7 @@ OFFLINE_BEAM_ENV = {"BEAM_TOKEN": "dummy-token", "GATEWAY_HOST": "127.0.0.1", "G
 
 @pytest.fixture
 def beam_shim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
-    for name in ("MODEL_ID", "MAX_CONCURRENCY", "MAX_QUEUE", "API_KEY"):
+    for name in ("MODEL_ID", "ENGINE", "MAX_CONCURRENCY", "MAX_QUEUE", "API_KEY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in {**OFFLINE_BEAM_ENV, "HOME": str(tmp_path)}.items():
         monkeypatch.setenv(name, value)
@@ -66,9 +66,9 @@ def test_weights_volume_secrets_warmth_and_autoscaling(beam_shim: ModuleType) ->
     assert "HF_HOME=/models/huggingface" in config.env
     assert config.keep_warm_seconds == 300
     assert config.on_start == "deploy.beam:load_engine"
-    # Admission settings: one request generating (max_concurrency 0 = the engine's 1), 16 queued.
-    assert config.concurrent_requests == 17
-    assert config.autoscaler.tasks_per_container == 1
+    # Admission settings: max_concurrency 0 = the batched engine's batch of 16, plus 16 queued.
+    assert config.concurrent_requests == 32
+    assert config.autoscaler.tasks_per_container == 16
     assert config.autoscaler.max_containers == 4
     assert config.task_policy.timeout > 600
 

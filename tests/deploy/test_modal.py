@@ -64,7 +64,14 @@ def import_shim(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModalShim:
 
 @pytest.fixture
 def shim(monkeypatch: pytest.MonkeyPatch) -> ModalShim:
-    for name in ("MODEL_ID", "MAX_CONCURRENCY", "MAX_QUEUE", "DEPLOY_MODAL_GPU", "DEPLOY_MODAL_PROXY_AUTH"):
+    for name in (
+        "MODEL_ID",
+        "ENGINE",
+        "MAX_CONCURRENCY",
+        "MAX_QUEUE",
+        "DEPLOY_MODAL_GPU",
+        "DEPLOY_MODAL_PROXY_AUTH",
+    ):
         monkeypatch.delenv(name, raising=False)
     return import_shim(monkeypatch)
 
@@ -106,8 +113,11 @@ def test_weights_volume_secrets_and_scaling(shim: ModalShim) -> None:
 
 
 def test_concurrency_follows_the_admission_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    default = import_shim(monkeypatch, MAX_QUEUE="16")
-    assert default.concurrency == {"max_inputs": 17, "target_inputs": 1}
+    default = import_shim(monkeypatch, MAX_QUEUE="16")  # the batched engine: 16 in a batch
+    assert default.concurrency == {"max_inputs": 32, "target_inputs": 16}
+
+    sequential = import_shim(monkeypatch, ENGINE="sequential", MAX_QUEUE="16")
+    assert sequential.concurrency == {"max_inputs": 17, "target_inputs": 1}
 
     wider = import_shim(monkeypatch, MAX_CONCURRENCY="4", MAX_QUEUE="4")
     assert wider.concurrency == {"max_inputs": 8, "target_inputs": 4}

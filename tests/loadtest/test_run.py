@@ -39,6 +39,14 @@ def test_spawn_measures_cold_start_and_splits_cold_from_warm(tmp_path: Path) -> 
     results = read_results(out_dir)
     assert results["run"]["spawn"]["ready_s"] > 0
     records = results["requests"]
+    # The server's own account of its start, from the instance that served the run.
+    server_startup = results["run"]["server_startup"]
+    assert server_startup["instance"]["id"] == records[0]["instance_id"]
+    phases = server_startup["startup"]
+    assert phases["import_s"] > 0
+    assert phases["load_s"] > 0
+    assert phases["ready_s"] <= results["run"]["spawn"]["ready_s"] + 0.5
+    assert "the server's own start-up" in (out_dir / "report.md").read_text()
     assert [record["cold"] for record in records] == [True, False, False, False]
     assert [record["phase"] for record in records] == ["warmup", "warmup", "steady", "steady"]
     assert all(record["ok"] and record["http_status"] == 200 for record in records)

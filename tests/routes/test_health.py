@@ -13,7 +13,7 @@ from service.app import create_app
 from service.engine.base import Engine
 from service.instance import process_age_s
 from service.settings import Settings
-from tests.conftest import GatedLoader, serve, wait_until_ready
+from tests.conftest import GatedLoader, serve, stream_chat, wait_until_ready
 
 
 def test_not_ready_until_the_model_is_loaded(
@@ -51,6 +51,10 @@ def test_ready_reports_the_startup_phases(client: httpx.Client) -> None:
     # Three phases of one clock: they add up to the total, which is no older than this process.
     assert sum(phases) == pytest.approx(startup["ready_s"])
     assert startup["ready_s"] <= process_age_s()
+    # Which process: the same instance the done events name.
+    done = stream_chat(client, {"messages": "hi", "max_new_tokens": 1}).done
+    assert done is not None
+    assert body["instance"] == done["instance"]
     assert (body["model"], body["device"], body["dtype"]) == ("tiny-random", "cpu", "float32")
 
 
