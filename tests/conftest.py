@@ -242,3 +242,13 @@ class GatedLoader:
         if not self.gate.wait(timeout=60):
             raise TimeoutError("the test never opened the gate")
         return load_model(settings)
+
+
+@pytest.fixture
+def gated_app(
+    make_settings: Callable[..., Settings], engine_class: Callable[..., Engine]
+) -> tuple[Any, GatedLoader]:
+    """An app whose model loads only once the test opens ``loader.gate``: ``app, loader = gated_app``."""
+    loader = GatedLoader()
+    settings = make_settings()
+    return create_app(settings, engine_class(settings, loader=loader)), loader

@@ -6,16 +6,12 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from loadtest import run
-from service.app import create_app
-from service.engine.base import Engine
-from service.settings import Settings
 from tests.conftest import GatedLoader, serve
 from tests.loadtest.scripted_server import Script, done_event, scripted_server, text_event
 
@@ -196,12 +192,10 @@ def test_when_every_request_fails_the_exit_status_says_so(tmp_path: Path) -> Non
 
 
 def test_wait_ready_times_a_cold_start_before_the_first_request(
-    make_settings: Callable[..., Settings], engine_class: Callable[..., Engine], tmp_path: Path
+    gated_app: tuple[Any, GatedLoader], tmp_path: Path
 ) -> None:
     # A start longer than a proxy waits (Modal: 150 s) cannot be timed inside a request: poll /ready.
-    loader = GatedLoader()
-    settings = make_settings()
-    app = create_app(settings, engine_class(settings, loader=loader))
+    app, loader = gated_app
     with serve(app, wait_ready=False) as url:
         threading.Timer(1.5, loader.gate.set).start()
         status = run.main(

@@ -10,18 +10,13 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.engine.base import Engine
 from service.instance import process_age_s
 from service.settings import Settings
 from tests.conftest import GatedLoader, serve, stream_chat, wait_until_ready
 
 
-def test_not_ready_until_the_model_is_loaded(
-    make_settings: Callable[..., Settings], engine_class: Callable[..., Engine]
-) -> None:
-    loader = GatedLoader()
-    settings = make_settings()
-    app = create_app(settings, engine_class(settings, loader=loader))
+def test_not_ready_until_the_model_is_loaded(gated_app: tuple[Any, GatedLoader]) -> None:
+    app, loader = gated_app
 
     with serve(app, wait_ready=False) as url, httpx.Client(base_url=url, timeout=30) as http:
         assert http.get("/health").status_code == 200

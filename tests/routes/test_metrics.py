@@ -9,9 +9,6 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
-from service.engine.base import Engine
-from service.settings import Settings
 from tests.conftest import GatedLoader, serve, stream_chat, wait_until_ready
 
 GATE_SHUT_S = 0.3
@@ -57,12 +54,8 @@ def test_metrics_move_with_requests(make_server: Callable[..., Any]) -> None:
     assert after["process_start_time_seconds"] > 0
 
 
-def test_startup_phases_are_exported_once_ready(
-    make_settings: Callable[..., Settings], engine_class: Callable[..., Engine]
-) -> None:
-    loader = GatedLoader()
-    settings = make_settings()
-    app = create_app(settings, engine_class(settings, loader=loader))
+def test_startup_phases_are_exported_once_ready(gated_app: tuple[Any, GatedLoader]) -> None:
+    app, loader = gated_app
 
     with serve(app, wait_ready=False) as url, httpx.Client(base_url=url, timeout=30) as http:
         gate_shut_at = time.monotonic()  # loading began before the server started serving
