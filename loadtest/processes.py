@@ -40,6 +40,8 @@ def run_load_in_processes(
         concurrency=max(1, math.ceil(plan.concurrency / processes)),
         max_in_flight=max(1, math.ceil(plan.max_in_flight / processes)),
     )
+    if plan.concurrency % processes and not plan.rate_per_s:
+        raise ValueError(f"--concurrency {plan.concurrency} does not split evenly over {processes} processes")
     start_at_unix = time.time() + _START_MARGIN_S
     shares = [range(k, plan.requests, processes) for k in range(processes)]
     # spawn, not fork: a forked child would inherit the parent's threads' locks (the progress bar's).

@@ -163,6 +163,9 @@ async def _at_rate(
             break
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         await open_streams.acquire()  # late if every stream is open: the lateness counts
+        if time.perf_counter() >= deadline:
+            open_streams.release()
+            break
         tasks.append(asyncio.create_task(send_and_release(index, workload.request(index), due)))
     else:
         await asyncio.gather(*tasks)

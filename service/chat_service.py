@@ -8,6 +8,7 @@ parameters, call :meth:`ChatService.start`, and write the resulting
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -75,8 +76,12 @@ class ChatGeneration:
     def abort(self, reason: str) -> None:
         """End the stream at its next event with a 503 error event (used by the shutdown drain)."""
         self._abort_reason = reason
-        if self._waiting_for_event is not None:
-            self._waiting_for_event.reschedule(asyncio.get_running_loop().time())
+        waiting = self._waiting_for_event
+        # Only a wait still in progress can be cut short; an exited timeout cannot be rescheduled
+        # (RuntimeError), and a stream between events meets the reason at its next one.
+        if waiting is not None and not waiting.expired():
+            with contextlib.suppress(RuntimeError):
+                waiting.reschedule(asyncio.get_running_loop().time())
 
     async def texts(self) -> AsyncIterator[str]:
         metrics = self._service.metrics
@@ -112,6 +117,7 @@ class ChatGeneration:
         try:
             async with asyncio.timeout_at(self._queue_deadline) as self._waiting_for_event:
                 await self._service.admission.take_slot(self._ticket)
+            self._waiting_for_event = None
         except TimeoutError:
             if self._abort_reason is not None:
                 raise self._aborted() from None
@@ -137,7 +143,9 @@ class ChatGeneration:
             raise self._aborted()
         try:
             async with asyncio.timeout_at(self._deadline) as self._waiting_for_event:
-                return await anext(self._events)
+                event = await anext(self._events)
+            self._waiting_for_event = None
+            return event
         except StopAsyncIteration:
             return None
         except TimeoutError:

@@ -59,9 +59,12 @@ class DrainingServer(uvicorn.Server):
             self._drain_timeout_s,
         )
         admission.begin_drain()
-        if not await admission.wait_idle(self._drain_timeout_s):
-            aborted = self._chat_service.abort_all("the server is shutting down")
-            logger.warning("drain timeout: ending %d streams with an error event", aborted)
-            await admission.wait_idle(_ABORT_GRACE_S)
-        AppStatus.should_exit = True  # sse-starlette ends whatever still streams
-        self.should_exit = True
+        try:
+            if not await admission.wait_idle(self._drain_timeout_s):
+                aborted = self._chat_service.abort_all("the server is shutting down")
+                logger.warning("drain timeout: ending %d streams with an error event", aborted)
+                await admission.wait_idle(_ABORT_GRACE_S)
+        finally:
+            # Whatever happened above, the process must still stop.
+            AppStatus.should_exit = True  # sse-starlette ends whatever still streams
+            self.should_exit = True

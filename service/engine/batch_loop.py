@@ -83,20 +83,23 @@ class _Batch:
             self.cache, self.attention_mask = cache, attention_mask
             self.next_positions, self.next_tokens = positions, tokens.unsqueeze(-1)
         else:
+            # Everything is built first and assigned after: a failure here (out of memory on a
+            # long prompt) fails the joining requests only, not the running batch.
             ours, theirs = self.attention_mask.size(1), attention_mask.size(1)
-            _pad_left(self.cache, theirs - ours)
-            _pad_left(cache, ours - theirs)
-            self.attention_mask = torch.cat(
-                [
-                    F.pad(self.attention_mask, (max(0, theirs - ours), 0)),
-                    F.pad(attention_mask, (max(0, ours - theirs), 0)),
-                ]
-            )
-            for mine, new in zip(self.cache.layers, cache.layers, strict=True):
-                mine.keys = torch.cat([mine.keys, new.keys])
-                mine.values = torch.cat([mine.values, new.values])
-            self.next_positions = torch.cat([self.next_positions, positions])
-            self.next_tokens = torch.cat([self.next_tokens, tokens.unsqueeze(-1)])
+            mine_pad, new_pad = max(0, theirs - ours), max(0, ours - theirs)
+            joined = [
+                (
+                    torch.cat([_padded(mine.keys, mine_pad), _padded(new.keys, new_pad)]),
+                    torch.cat([_padded(mine.values, mine_pad), _padded(new.values, new_pad)]),
+                )
+                for mine, new in zip(self.cache.layers, cache.layers, strict=True)
+            ]
+            mask = torch.cat([F.pad(self.attention_mask, (mine_pad, 0)), F.pad(attention_mask, (new_pad, 0))])
+            next_positions = torch.cat([self.next_positions, positions])
+            next_tokens = torch.cat([self.next_tokens, tokens.unsqueeze(-1)])
+            for layer, (keys, values) in zip(self.cache.layers, joined, strict=True):
+                layer.keys, layer.values = keys, values
+            self.attention_mask, self.next_positions, self.next_tokens = mask, next_positions, next_tokens
         self.requests.extend(requests)
 
     def keep(self, rows: list[int]) -> None:
@@ -121,11 +124,9 @@ class _Batch:
             self.attention_mask = self.attention_mask[:, first:]
 
 
-def _pad_left(cache: DynamicCache, columns: int) -> None:
-    if columns > 0:
-        for layer in cache.layers:
-            layer.keys = F.pad(layer.keys, (0, 0, columns, 0))
-            layer.values = F.pad(layer.values, (0, 0, columns, 0))
+def _padded(states: torch.Tensor, columns: int) -> torch.Tensor:
+    """``states`` [batch, heads, length, dim] with ``columns`` empty positions on the left."""
+    return F.pad(states, (0, 0, columns, 0)) if columns > 0 else states
 
 
 class BatchLoop:
@@ -261,7 +262,7 @@ class BatchLoop:
             request = batch.requests[row]
             request.generated += 1
             finished = request.generated >= request.max_new_tokens or token_id == request.stop_token_id
-            request.sink([token_id], finished, None)
+            _tell(request, [token_id], finished, None)
             if not finished and not request.cancelled:
                 keep.append(row)
         batch.keep(keep)
@@ -270,4 +271,14 @@ class BatchLoop:
 def _fail(requests: list[BatchRequest], error: Exception) -> None:
     for request in requests:
         if not request.cancelled:
-            request.sink([], True, error)
+            _tell(request, [], True, error)
+
+
+def _tell(request: BatchRequest, token_ids: list[int], finished: bool, error: BaseException | None) -> None:
+    """Hand a request its output; a sink that fails (its event loop closed) cancels the request
+    instead of killing the loop's thread."""
+    try:
+        request.sink(token_ids, finished, error)
+    except Exception:
+        logger.exception("a request's sink failed: cancelling it")
+        request.cancelled = True
