@@ -187,17 +187,10 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError(f"{value!r} is not supported: this server never calls a tool ('none' or 'auto')")
         return value
 
-    @field_validator("logprobs")
+    @field_validator("logprobs", "top_logprobs")
     @classmethod
-    def _no_logprobs(cls, value: bool | None) -> bool | None:
-        if value:
-            raise ValueError("logprobs are not supported by this server")
-        return value
-
-    @field_validator("top_logprobs")
-    @classmethod
-    def _no_top_logprobs(cls, value: int | None) -> int | None:
-        if value:
+    def _no_logprobs(cls, value: bool | int | None) -> bool | int | None:
+        if value:  # true, or a count above 0
             raise ValueError("logprobs are not supported by this server")
         return value
 

@@ -210,14 +210,6 @@ class SequentialEngine(Engine):
 
 def _generate_kwargs(params: SamplingParams, tokenizer: Any, prompt_length: int) -> dict[str, Any]:
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    # Sampling is argmax over seeded Gumbel-perturbed scores (service.engine.sampling),
-    # so generate() itself always decodes greedily.
-    sampler = SeededSampler(
-        temperature=params.temperature,
-        top_p=params.top_p,
-        seed=params.seed if params.seed is not None else random_seed(),
-        prompt_length=prompt_length,
-    )
     kwargs: dict[str, Any] = {
         "max_new_tokens": params.max_new_tokens,
         "pad_token_id": pad_token_id,
@@ -227,6 +219,14 @@ def _generate_kwargs(params: SamplingParams, tokenizer: Any, prompt_length: int)
         "top_k": None,
     }
     if params.temperature > 0:  # greedy needs no processor: one Python call less per token
+        # Sampling is argmax over seeded Gumbel-perturbed scores (service.engine.sampling),
+        # so generate() itself always decodes greedily.
+        sampler = SeededSampler(
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed if params.seed is not None else random_seed(),
+            prompt_length=prompt_length,
+        )
         kwargs["logits_processor"] = LogitsProcessorList([sampler])
     if params.ignore_eos:
         # The EOS token is masked until max_new_tokens: the length is exact.

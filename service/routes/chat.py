@@ -11,8 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from service.chat_service import ChatGeneration, ChatService
+from service.chat_service import ChatService
 from service.errors import APIError
+from service.generation import ChatGeneration
 from service.routes.deps import get_chat_service
 from service.routes.sse import SSE_RESPONSE_DOC, GenerationStream, error_event, json_data
 from service.schemas import ChatRequest, ErrorResponse

@@ -13,9 +13,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from service.chat_service import ChatGeneration, ChatService
+from service.chat_service import ChatService
 from service.engine.base import Message
 from service.errors import APIError
+from service.generation import ChatGeneration
 from service.routes.cancellation import with_cancellation
 from service.routes.deps import get_chat_service
 from service.routes.sse import SSE_RESPONSE_DOC, GenerationStream, error_event

@@ -9,8 +9,8 @@ from typing import Any
 from sse_starlette import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
-from service.chat_service import ChatGeneration
 from service.errors import APIError
+from service.generation import ChatGeneration
 
 # Documents the streamed responses in /openapi.json.
 SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
