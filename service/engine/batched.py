@@ -2,8 +2,8 @@
 
 Requests join and leave the running batch between decode steps, so throughput grows
 with concurrency instead of staying at one stream's. The loop runs on its own thread;
-each request's tokens reach it through its own asyncio queue (``call_soon_threadsafe``),
-and are decoded and matched against stop strings here, on the event loop. Sampling is
+each request's tokens reach the event loop through its own asyncio queue and become text
+there (service.engine.outputs). Sampling is
 per request and batch-independent (service.engine.sampling): a seeded request gives the
 same text alone, in a batch, or on the sequential engine.
 """
@@ -11,36 +11,31 @@ same text alone, in a batch, or on the sequential engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-
-from tokenizers.decoders import DecodeStream
 
 from service.engine.base import (
     Engine,
     EngineError,
     EngineState,
     GenerationEvent,
-    GenerationFinished,
     Message,
     Prompt,
     SamplingParams,
-    TextDelta,
 )
 from service.engine.batch_loop import BatchLoop, BatchRequest
 from service.engine.loader import LoadedModel, load_model
+from service.engine.outputs import Output, stream_outputs
 from service.engine.prompt import render_chat
 from service.engine.sampling import random_seed
-from service.engine.streamer import StopStringMatcher
+from service.engine.streamer import Detokenizer
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 # How often a waiting request checks that the batch loop's thread is still alive.
 _HEALTH_CHECK_S = 2.0
-
-# (token ids, finished, error) from the loop's thread.
-_Output = tuple[list[int], bool, BaseException | None]
 
 
 class BatchedEngine(Engine):
@@ -96,7 +91,7 @@ class BatchedEngine(Engine):
         self, batch_loop: BatchLoop, loaded: LoadedModel, prompt: Prompt, params: SamplingParams
     ) -> AsyncIterator[GenerationEvent]:
         loop = asyncio.get_running_loop()
-        outputs: asyncio.Queue[_Output] = asyncio.Queue()
+        outputs: asyncio.Queue[Output] = asyncio.Queue()
 
         def sink(token_ids: list[int], finished: bool, error: BaseException | None) -> None:
             loop.call_soon_threadsafe(outputs.put_nowait, (token_ids, finished, error))
@@ -111,51 +106,27 @@ class BatchedEngine(Engine):
             sink=sink,
         )
         batch_loop.submit(request)
-        backend = loaded.tokenizer.backend_tokenizer
-        decoder = DecodeStream(skip_special_tokens=True)
-        stop_matcher = StopStringMatcher(params.stop)
-        seen = 0
-        finished = False
+        detokenizer = Detokenizer(loaded.tokenizer.backend_tokenizer, params.stop)
         try:
-            while True:
-                token_ids, finished, error = await self._next_output(batch_loop, outputs)
-                while not outputs.empty() and not finished:  # a slow reader gets what piled up at once
-                    more_ids, finished, error = outputs.get_nowait()
-                    token_ids = token_ids + more_ids
-                if error is not None:
-                    raise EngineError(f"generation failed: {type(error).__name__}: {error}") from error
-                text = ""
-                stop_matched = False
-                for token_id in token_ids:
-                    seen += 1
-                    piece = decoder.step(backend, token_id)
-                    if piece:
-                        emitted, stop_matched = stop_matcher.feed(piece)
-                        text += emitted
-                        if stop_matched:
-                            break
-                done = stop_matched or finished
-                if done and not stop_matched:
-                    text += stop_matcher.flush()
-                if text:
-                    yield TextDelta(text, seen)
-                if done:
-                    length_reached = seen >= params.max_new_tokens and not stop_matched
-                    started_at = request.started_at or request.submitted_at
-                    yield GenerationFinished(
-                        finish_reason="length" if length_reached else "stop",
-                        prompt_tokens=len(prompt.token_ids),
-                        completion_tokens=seen,
-                        queue_s=started_at - request.submitted_at,
-                    )
-                    return
+            async with contextlib.aclosing(
+                stream_outputs(
+                    outputs,
+                    lambda: self._next_output(batch_loop, outputs),
+                    detokenizer,
+                    prompt_tokens=len(prompt.token_ids),
+                    max_new_tokens=params.max_new_tokens,
+                    queue_s=lambda: (request.started_at or request.submitted_at) - request.submitted_at,
+                )
+            ) as events:
+                async for event in events:
+                    yield event
         finally:
             # NOTE: also reached when the client left or a stop string matched: free the row now.
-            if not finished:
-                request.cancelled = True
+            # Setting it after the loop dropped the row on its own is harmless.
+            request.cancelled = True
 
     @staticmethod
-    async def _next_output(batch_loop: BatchLoop, outputs: asyncio.Queue[_Output]) -> _Output:
+    async def _next_output(batch_loop: BatchLoop, outputs: asyncio.Queue[Output]) -> Output:
         """The next output; raises EngineError if the loop's thread is gone."""
         while True:
             try:

@@ -4,7 +4,8 @@ Why one thread, fed by a queue: generate() calls running in parallel threads
 compete for the same cores (measured on a 2-core machine: 8 parallel generate
 threads gave 45 tokens/s in total, one after another 80), and CUDA graphs keep
 per-thread state. Requests wait in the queue in arrival order; each gets its own
-streamer and its own asyncio queue, so text from two requests can never mix.
+streamer and its own asyncio queue, so text from two requests can never mix. Token ids
+become text on the event loop (service.engine.outputs), overlapping the next decode step.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,19 +28,24 @@ from service.engine.base import (
     EngineError,
     EngineState,
     GenerationEvent,
-    GenerationFinished,
     Message,
     Prompt,
     SamplingParams,
-    TextDelta,
 )
 from service.engine.loader import LoadedModel, load_model
+from service.engine.outputs import Output, stream_outputs
 from service.engine.prompt import render_chat
 from service.engine.sampling import SeededSampler, random_seed
-from service.engine.streamer import GenerationStopped, TokenStreamer
+from service.engine.streamer import Detokenizer, GenerationStopped, TokenIdStreamer
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _QueueTiming:
+    submitted_at: float
+    queue_s: float = 0.0  # set on the inference thread when generate() begins
 
 
 class InferenceThread:
@@ -106,39 +113,29 @@ class SequentialEngine(Engine):
         loaded = self._require_loaded()
         assert self._thread is not None
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[TextDelta | GenerationFinished | BaseException] = asyncio.Queue()
+        outputs: asyncio.Queue[Output] = asyncio.Queue()
 
-        def emit(item: TextDelta | GenerationFinished | BaseException) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, item)
+        def sink(token_ids: list[int], finished: bool = False, error: BaseException | None = None) -> None:
+            loop.call_soon_threadsafe(outputs.put_nowait, (token_ids, finished, error))
 
-        streamer = TokenStreamer(loaded.tokenizer.backend_tokenizer, params.stop, emit)
-        submitted_at = time.perf_counter()
-        self._thread.submit(
-            lambda: self._run_generation(loaded, prompt, params, streamer, emit, submitted_at)
-        )
-        next_item: TextDelta | GenerationFinished | BaseException | None = None
+        streamer = TokenIdStreamer(sink)
+        timing = _QueueTiming(submitted_at=time.perf_counter())
+        self._thread.submit(lambda: self._run_generation(loaded, prompt, params, streamer, sink, timing))
         try:
-            while True:
-                item = next_item if next_item is not None else await events.get()
-                next_item = None
-                if isinstance(item, TextDelta):
-                    # When the client reads slower than the model writes, send what piled up as one delta.
-                    pieces = [item.text]
-                    while not events.empty():
-                        queued = events.get_nowait()
-                        if not isinstance(queued, TextDelta):
-                            next_item = queued
-                            break
-                        pieces.append(queued.text)
-                        item = queued
-                    yield TextDelta("".join(pieces), item.completion_tokens)
-                elif isinstance(item, GenerationFinished):
-                    yield item
-                    return
-                else:
-                    raise EngineError(f"generation failed: {type(item).__name__}: {item}") from item
+            async with contextlib.aclosing(
+                stream_outputs(
+                    outputs,
+                    outputs.get,
+                    Detokenizer(loaded.tokenizer.backend_tokenizer, params.stop),
+                    prompt_tokens=len(prompt.token_ids),
+                    max_new_tokens=params.max_new_tokens,
+                    queue_s=lambda: timing.queue_s,
+                )
+            ) as events:
+                async for event in events:
+                    yield event
         finally:
-            # NOTE: reached also when the consumer stops early (client gone): stop generating.
+            # NOTE: reached also when the consumer stops early (client gone, stop string): stop generating.
             streamer.cancel()
 
     def _run_generation(
@@ -146,14 +143,14 @@ class SequentialEngine(Engine):
         loaded: LoadedModel,
         prompt: Prompt,
         params: SamplingParams,
-        streamer: TokenStreamer,
-        emit: Callable[[Any], None],
-        submitted_at: float,
+        streamer: TokenIdStreamer,
+        sink: Callable[..., None],
+        timing: _QueueTiming,
     ) -> None:
-        """Runs on the inference thread. Every outcome reaches ``emit``: no request hangs."""
+        """Runs on the inference thread. Every outcome reaches ``sink``: no request hangs."""
         if streamer.cancelled:
             return  # the client left while waiting in the queue
-        queue_s = time.perf_counter() - submitted_at
+        timing.queue_s = time.perf_counter() - timing.submitted_at
         try:
             input_ids = torch.tensor([prompt.token_ids], device=loaded.device)
             with torch.inference_mode(), contextlib.suppress(GenerationStopped):
@@ -165,17 +162,9 @@ class SequentialEngine(Engine):
                 )
         except Exception as exc:
             logger.exception("generate() failed")
-            emit(exc)
+            sink([], True, exc)
             return
-        length_reached = streamer.completion_tokens >= params.max_new_tokens
-        emit(
-            GenerationFinished(
-                finish_reason="length" if length_reached and not streamer.stop_string_matched else "stop",
-                prompt_tokens=len(prompt.token_ids),
-                completion_tokens=streamer.completion_tokens,
-                queue_s=queue_s,
-            )
-        )
+        sink([], True)
 
     async def close(self) -> None:
         if self._thread is not None:

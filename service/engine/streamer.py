@@ -1,14 +1,17 @@
-"""Per-request streaming out of ``model.generate()``.
+"""Per-request streaming: token ids out of the model, text out to the client.
 
-:class:`TokenStreamer` replaces transformers' ``TextIteratorStreamer``, which
-re-decodes the whole text at each step (O(n) per token), holds text back until
-it sees whitespace and yields empty strings. Here each token is decoded once by
-the tokenizers library's ``DecodeStream`` (O(1) per token), stop strings are
-matched as text arrives, and every piece of text is handed to ``emit`` at once.
+:class:`Detokenizer` turns token ids into text on the event loop, for both
+engines: each token is decoded once by the tokenizers library's ``DecodeStream``
+(O(1) per token; transformers' ``TextIteratorStreamer`` re-decodes the whole
+text at each step and holds text back until it sees whitespace), and stop
+strings are matched as text arrives.
 
-Stopping works by raising :class:`GenerationStopped` from ``put()``, which
-``generate()`` calls once per decode step: a cancelled request stops within one
-step, with no extra forward pass.
+:class:`TokenIdStreamer` is what ``model.generate()`` sees on the inference
+thread. It only hands token ids over: decoding there would sit on the critical
+path of every decode step, while on the event loop it overlaps with the next
+forward pass. Stopping works by raising :class:`GenerationStopped` from
+``put()``, which ``generate()`` calls once per decode step: a cancelled request
+stops within one step.
 """
 
 from __future__ import annotations
@@ -21,11 +24,9 @@ from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 from transformers.generation.streamers import BaseStreamer
 
-from service.engine.base import TextDelta
-
 
 class GenerationStopped(Exception):
-    """Raised from ``put()`` to end ``generate()`` early (cancelled, or a stop string matched)."""
+    """Raised from ``put()`` to end ``generate()`` early (the request was cancelled)."""
 
 
 class StopStringMatcher:
@@ -65,23 +66,44 @@ def _longest_prefix_at_end(text: str, stop: str) -> int:
     return 0
 
 
-class TokenStreamer(BaseStreamer):
-    """Receives token ids from ``generate()`` on the inference thread; emits text.
+class Detokenizer:
+    """Token ids in, text out, with stop strings; one per request, used on one thread."""
 
-    ``emit`` is called on the inference thread with each new piece of text, as a
-    :class:`TextDelta` that counts the tokens generated so far; it must not
-    block (the engine passes a ``loop.call_soon_threadsafe`` wrapper).
-    """
-
-    def __init__(self, tokenizer: Tokenizer, stop: Sequence[str], emit: Callable[[TextDelta], Any]) -> None:
+    def __init__(self, tokenizer: Tokenizer, stop: Sequence[str]) -> None:
         self._tokenizer = tokenizer
         self._decoder = DecodeStream(skip_special_tokens=True)
         self._stop_matcher = StopStringMatcher(stop)
+        self.completion_tokens = 0
+        self.stop_matched = False
+
+    def feed(self, token_ids: Sequence[int]) -> str:
+        """The text these tokens add; after a stop string matches, the rest is ignored."""
+        text = ""
+        for token_id in token_ids:
+            if self.stop_matched:
+                break
+            self.completion_tokens += 1
+            piece = self._decoder.step(self._tokenizer, token_id)
+            if piece:  # empty: a partial UTF-8 sequence or a special token
+                shown, self.stop_matched = self._stop_matcher.feed(piece)
+                text += shown
+        return text
+
+    def finish(self) -> str:
+        """Text held back at the end of generation because it could have become a stop string."""
+        return "" if self.stop_matched else self._stop_matcher.flush()
+
+
+class TokenIdStreamer(BaseStreamer):
+    """Receives token ids from ``generate()`` on the inference thread and passes them to ``emit``.
+
+    ``emit`` must not block (the engine passes a ``loop.call_soon_threadsafe`` wrapper).
+    """
+
+    def __init__(self, emit: Callable[[list[int]], Any]) -> None:
         self._emit = emit
         self._cancelled = threading.Event()
         self._prompt_seen = False
-        self.completion_tokens = 0
-        self.stop_string_matched = False
 
     def cancel(self) -> None:
         """Ask the generation to stop; safe from any thread."""
@@ -98,19 +120,7 @@ class TokenStreamer(BaseStreamer):
         if not self._prompt_seen:
             self._prompt_seen = True
             return
-        for token_id in value.reshape(-1).tolist():
-            self.completion_tokens += 1
-            piece = self._decoder.step(self._tokenizer, token_id)
-            if not piece:
-                continue  # a partial UTF-8 sequence or a special token
-            text, matched = self._stop_matcher.feed(piece)
-            if text:
-                self._emit(TextDelta(text, self.completion_tokens))
-            if matched:
-                self.stop_string_matched = True
-                raise GenerationStopped
+        self._emit(value.reshape(-1).tolist())
 
     def end(self) -> None:
-        tail = self._stop_matcher.flush()
-        if tail:
-            self._emit(TextDelta(tail, self.completion_tokens))
+        """Nothing to do: the engine reports the end once generate() has returned."""

@@ -1,0 +1,58 @@
+"""From an inference thread's token ids to the events the HTTP layer streams.
+
+Both engines run the model on a thread of their own and hand each step's token
+ids to the event loop as an :data:`Output` (through ``call_soon_threadsafe``).
+Here, on the event loop, the ids become text (:class:`Detokenizer`), stop strings
+end the generation, and what piled up while the client read slowly goes out as
+one delta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from service.engine.base import EngineError, GenerationEvent, GenerationFinished, TextDelta
+from service.engine.streamer import Detokenizer
+
+# (token ids, finished, error), from the inference thread. An error comes with finished=True.
+Output = tuple[list[int], bool, BaseException | None]
+
+
+async def stream_outputs(
+    outputs: asyncio.Queue[Output],
+    next_output: Callable[[], Awaitable[Output]],
+    detokenizer: Detokenizer,
+    *,
+    prompt_tokens: int,
+    max_new_tokens: int,
+    queue_s: Callable[[], float],
+) -> AsyncIterator[GenerationEvent]:
+    """Text deltas, then one :class:`GenerationFinished`; raises EngineError for a failed generation.
+
+    Returns early when a stop string matches: the caller must then cancel the generation
+    (it does so in a ``finally``, which also covers a client that left).
+    """
+    while True:
+        token_ids, finished, error = await next_output()
+        while not finished and not outputs.empty():  # a slow reader gets what piled up at once
+            more_ids, finished, error = outputs.get_nowait()
+            token_ids = token_ids + more_ids
+        if error is not None:
+            raise EngineError(f"generation failed: {type(error).__name__}: {error}") from error
+        text = detokenizer.feed(token_ids)
+        done = finished or detokenizer.stop_matched
+        if done:
+            text += detokenizer.finish()
+        if text:
+            yield TextDelta(text, detokenizer.completion_tokens)
+        if done:
+            completion_tokens = detokenizer.completion_tokens
+            length_reached = completion_tokens >= max_new_tokens and not detokenizer.stop_matched
+            yield GenerationFinished(
+                finish_reason="length" if length_reached else "stop",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                queue_s=queue_s(),
+            )
+            return
