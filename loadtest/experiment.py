@@ -106,7 +106,8 @@ def run_experiment(
     container = resolve_container(config.provider, config.cpu_cores, config.memory_gib)
     workload = build_workload(config)
     objectives = Objectives.parse(config.slo) if config.slo else None
-    headers, credentials = auth_headers(PROVIDERS[config.provider], env)
+    provider = PROVIDERS[config.provider]
+    headers, credentials = auth_headers(provider, env)
     run_started_at = time.time()  # before the spawn: a process started from here on is new
     with _maybe_spawn(config) as spawned:
         url = spawned.url if spawned else str(config.url)
@@ -120,7 +121,14 @@ def run_experiment(
         if protocol == "openai" and model is None:
             model = asyncio.run(_discover(normalize_base_url(url, protocol), headers))
         client = build_client(
-            protocol, url, headers, config.max_tokens, config.ignore_eos, model, config.poll_interval_s
+            protocol,
+            url,
+            headers,
+            config.max_tokens,
+            config.ignore_eos,
+            model,
+            config.poll_interval_s,
+            provider.proxy_answers,
         )
         context = progress(config.plan.requests, config.provider) if progress else contextlib.nullcontext()
         with context as bar:

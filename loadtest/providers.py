@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loadtest.clients import ChatClient, NativeClient, OpenAIClient, RunPodQueueClient
+from loadtest.clients.base import ProxyAnswers
 
 PROTOCOLS = ("native", "openai", "runpod-queue")
 
@@ -21,9 +22,23 @@ class Provider:
     protocol: str
     # (env var, header, value prefix): the first set variable per header wins.
     credentials: tuple[tuple[str, str, str], ...]
+    # Statuses the provider's proxy sends on its own, labelled apart from the service's errors.
+    proxy_answers: ProxyAnswers = field(default_factory=dict)
 
 
 _BEARER = "Bearer "
+
+_MODAL_PROXY: ProxyAnswers = {
+    # modal.com/docs/guide/webhook-timeouts: a web request still running after 150 s gets
+    # a 303 to a result URL; here, a container still starting (the service never answers 303).
+    303: ("cold_start_redirect", "Modal: no answer within 150 s (a cold start longer than that?)"),
+}
+_RUNPOD_LOAD_BALANCER: ProxyAnswers = {
+    # docs.runpod.io/serverless/load-balancing/overview: 400 when no worker is ready within
+    # 2 minutes, 524 once a request has run 5.5 minutes.
+    400: ("no_worker_ready", "RunPod load balancing: no worker ready within 2 minutes"),
+    524: ("proxy_timeout", "RunPod load balancing: the request ran past 5.5 minutes"),
+}
 PROVIDERS = {
     provider.name: provider
     for provider in (
@@ -37,9 +52,10 @@ PROVIDERS = {
                 ("MODAL_KEY", "Modal-Key", ""),
                 ("MODAL_SECRET", "Modal-Secret", ""),
             ),
+            _MODAL_PROXY,
         ),
         Provider("beam", "native", (("BEAM_TOKEN", "Authorization", _BEARER),)),
-        Provider("runpod", "native", (("RUNPOD_API_KEY", "Authorization", _BEARER),)),
+        Provider("runpod", "native", (("RUNPOD_API_KEY", "Authorization", _BEARER),), _RUNPOD_LOAD_BALANCER),
         Provider("runpod-queue", "runpod-queue", (("RUNPOD_API_KEY", "Authorization", _BEARER),)),
         Provider(
             "openai",
@@ -78,12 +94,14 @@ def build_client(
     ignore_eos: bool = True,
     model: str | None = None,
     poll_interval_s: float = 0.2,
+    proxy_answers: ProxyAnswers | None = None,
 ) -> ChatClient:
     base_url = normalize_base_url(url, protocol)
+    proxy_answers = dict(proxy_answers or {})
     if protocol == "native":
-        return NativeClient(base_url, max_tokens, ignore_eos, headers)
+        return NativeClient(base_url, max_tokens, ignore_eos, headers, proxy_answers=proxy_answers)
     if protocol == "openai":
-        return OpenAIClient(base_url, max_tokens, model, ignore_eos, headers)
+        return OpenAIClient(base_url, max_tokens, model, ignore_eos, headers, proxy_answers=proxy_answers)
     if protocol == "runpod-queue":
         return RunPodQueueClient(base_url, max_tokens, ignore_eos, headers, poll_interval_s)
     raise ValueError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")

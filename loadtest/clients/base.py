@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -95,28 +95,21 @@ class ChatClient(Protocol):
         ...
 
 
-# Answers a provider's proxy gives on its own, before or instead of the service's: a
-# cold start or a request that outlived the proxy's limit, not a server error.
-_PROXY_ANSWERS = {
-    # modal.com/docs/guide/webhook-timeouts: a web request still running after 150 s gets
-    # a 303 to a result URL; here, a container still starting (the service never answers 303).
-    303: ("cold_start_redirect", "Modal: no answer within 150 s (a cold start longer than that?)"),
-    # docs.runpod.io/serverless/load-balancing/overview: 400 when no worker is ready within
-    # 2 minutes, 524 once a request has run 5.5 minutes.
-    400: ("no_worker_ready", "RunPod load balancing: no worker ready within 2 minutes"),
-    524: ("proxy_timeout", "RunPod load balancing: the request ran past 5.5 minutes"),
-}
+# Answers a provider's proxy gives on its own, before or instead of the service's (a cold
+# start, a request that outlived the proxy's limit): status -> (error type, meaning). Each
+# provider names its proxy's (loadtest/providers.py); from any other server they are plain errors.
+ProxyAnswers = Mapping[int, tuple[str, str]]
 
 
-def http_error(body: bytes, status_code: int) -> tuple[str, str]:
+def http_error(body: bytes, status_code: int, proxy_answers: ProxyAnswers | None = None) -> tuple[str, str]:
     """``(error_type, message)`` of a non-2xx answer.
 
-    ``http_error`` when the service wrote it (its error body); a proxy's own answer
-    that means a cold start or a proxy limit gets its own type (``_PROXY_ANSWERS``).
+    ``http_error`` when the service wrote it (its error body) or the status means nothing
+    special; the provider's proxy answer (``proxy_answers``) when the body is not the service's.
     """
     message = error_from_body(body, status_code)
-    if status_code in _PROXY_ANSWERS and not _is_service_error(body):
-        error_type, meaning = _PROXY_ANSWERS[status_code]
+    if proxy_answers and status_code in proxy_answers and not _is_service_error(body):
+        error_type, meaning = proxy_answers[status_code]
         return error_type, f"{message} ({meaning})"
     return "http_error", message
 
@@ -161,6 +154,7 @@ async def stream_sse(
     headers: dict[str, str],
     trace: StreamTrace,
     on_event: Callable[[ServerSentEvent, float], bool],
+    proxy_answers: ProxyAnswers | None = None,
 ) -> None:
     """POST ``body`` and hand each event with its arrival time to ``on_event`` until it returns True.
 
@@ -172,7 +166,7 @@ async def stream_sse(
     async with http.stream("POST", url, json=body, headers=request_headers) as response:
         trace.http_status = response.status_code
         if response.status_code != 200:
-            error_type, message = http_error(await response.aread(), response.status_code)
+            error_type, message = http_error(await response.aread(), response.status_code, proxy_answers)
             trace.fail(message, error_type)
             return
         parser = SSEParser()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from loadtest.clients.base import StreamTrace, error_from_event, stream_sse
+from loadtest.clients.base import ProxyAnswers, StreamTrace, error_from_event, stream_sse
 from loadtest.sse import ServerSentEvent
 
 
@@ -28,6 +28,7 @@ class NativeClient:
     ignore_eos: bool = True
     headers: dict[str, str] = field(default_factory=dict)
     protocol: str = "native"
+    proxy_answers: ProxyAnswers = field(default_factory=dict)  # the provider's (loadtest/providers.py)
 
     def at(self, url: str) -> NativeClient:
         return dataclasses.replace(self, base_url=url)
@@ -48,4 +49,6 @@ class NativeClient:
                 trace.add_content(json.loads(event.data).get("text") or "", arrival_s)
             return False  # other event types (pings) carry no output
 
-        await stream_sse(http, f"{self.base_url}/v1/chat", body, self.headers, trace, on_event)
+        await stream_sse(
+            http, f"{self.base_url}/v1/chat", body, self.headers, trace, on_event, self.proxy_answers
+        )

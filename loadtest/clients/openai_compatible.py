@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from loadtest.clients.base import StreamTrace, error_from_event, stream_sse
+from loadtest.clients.base import ProxyAnswers, StreamTrace, error_from_event, stream_sse
 from loadtest.sse import ServerSentEvent
 
 
@@ -31,6 +31,7 @@ class OpenAIClient:
     ignore_eos: bool = True
     headers: dict[str, str] = field(default_factory=dict)
     protocol: str = "openai"
+    proxy_answers: ProxyAnswers = field(default_factory=dict)  # the provider's (loadtest/providers.py)
     extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request body
     ends_at_usage: bool = False  # the usage chunk is the final event (no [DONE] follows)
 
@@ -78,7 +79,15 @@ class OpenAIClient:
             return False
 
         url = f"{self.base_url}/v1/chat/completions"
-        await stream_sse(http, url, self.request_body(prompt, max_tokens), self.headers, trace, on_event)
+        await stream_sse(
+            http,
+            url,
+            self.request_body(prompt, max_tokens),
+            self.headers,
+            trace,
+            on_event,
+            self.proxy_answers,
+        )
 
 
 async def discover_model(http: httpx.AsyncClient, base_url: str, headers: dict[str, str]) -> str | None:

@@ -15,6 +15,7 @@ import pytest
 
 from loadtest.clients import NativeClient, StreamTrace
 from loadtest.metrics import RequestRecord, build_record
+from loadtest.providers import PROVIDERS
 from loadtest.runner import send_one
 from tests.loadtest.scripted_server import (
     Script,
@@ -36,10 +37,10 @@ def server() -> Iterator[ScriptedServer]:
 
 
 def measure(
-    server: ScriptedServer, script: Script, timeout_s: float = 10.0
+    server: ScriptedServer, script: Script, timeout_s: float = 10.0, provider: str = "local"
 ) -> tuple[StreamTrace, RequestRecord]:
     server.scripts["/v1/chat"] = script
-    client = NativeClient(server.url, max_tokens=10)
+    client = NativeClient(server.url, max_tokens=10, proxy_answers=PROVIDERS[provider].proxy_answers)
 
     async def send() -> StreamTrace:
         async with httpx.AsyncClient() as http:
@@ -196,24 +197,34 @@ def test_the_request_asks_for_fixed_length_answers(server: ScriptedServer) -> No
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "error_type"),
+    ("provider", "status", "body", "error_type"),
     [
         # Modal's proxy after 150 s without an answer (a long cold start): a redirect to a result URL.
-        (303, b"", "cold_start_redirect"),
+        ("modal", 303, b"", "cold_start_redirect"),
         # RunPod load balancing: no worker ready within 2 minutes; a request past 5.5 minutes.
-        (400, b"no workers available", "no_worker_ready"),
-        (524, b"<html>timeout</html>", "proxy_timeout"),
+        ("runpod", 400, b"no workers available", "no_worker_ready"),
+        ("runpod", 524, b"<html>timeout</html>", "proxy_timeout"),
         # The same status written by the service itself is the service's own error.
-        (400, b'{"error": {"message": "bad field", "type": "invalid_request_error"}}', "http_error"),
-        (502, b"bad gateway", "http_error"),
+        (
+            "runpod",
+            400,
+            b'{"error": {"message": "bad field", "type": "invalid_request_error"}}',
+            "http_error",
+        ),
+        ("runpod", 502, b"bad gateway", "http_error"),
+        # Another provider's proxy never sent it: a plain error, whatever the body.
+        ("local", 400, b"no workers available", "http_error"),
+        ("local", 303, b"", "http_error"),
+        ("modal", 524, b"<html>timeout</html>", "http_error"),
+        ("beam", 400, b"bad request", "http_error"),
     ],
 )
 def test_a_providers_proxy_answer_is_labelled_apart_from_the_services(
-    server: ScriptedServer, status: int, body: bytes, error_type: str
+    server: ScriptedServer, provider: str, status: int, body: bytes, error_type: str
 ) -> None:
     script = Script(status=status, content_type="text/plain", steps=[(0.0, body)])
 
-    _, record = measure(server, script)
+    _, record = measure(server, script, provider=provider)
 
     assert record.http_status == status
     assert record.error_type == error_type
