@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +15,11 @@ from loadtest.clients import ChatClient, StreamTrace
 from loadtest.metrics import RequestRecord, build_record
 from loadtest.warmup import warm_up
 from loadtest.workload import PromptList, RequestSpec, Workload
+
+logger = logging.getLogger(__name__)
+
+# A shared start missed by more than a sleep's overshoot: the process really was late.
+_LATE_AFTER_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,15 @@ async def run_load(
             await asyncio.sleep(max(0.0, start_at_unix - time.time()))
         started = time.perf_counter()
         started_at_unix = time.time()
+        late = False
+        if start_at_unix is not None and started_at_unix - start_at_unix > _LATE_AFTER_S:
+            # This process started after the shared start: its clock still starts then, so
+            # its requests are late by that much in every latency and the wall time, not hidden.
+            late_s = started_at_unix - start_at_unix
+            logger.warning("this process started %.2f s after the shared start time", late_s)
+            started -= late_s
+            started_at_unix = start_at_unix
+            late = True
         deadline = started + plan.max_duration_s
 
         async def send(index: int, spec: RequestSpec, due: float | None) -> None:
@@ -114,7 +129,8 @@ async def run_load(
         if plan.rate_per_s:
             stopped_by_deadline = await _at_rate(send, workload, plan, indices, started, deadline)
         else:
-            stopped_by_deadline = await _closed_loop(send, workload, plan, indices, deadline)
+            first_due = started if late else None
+            stopped_by_deadline = await _closed_loop(send, workload, plan, indices, deadline, first_due)
     wall_s = time.perf_counter() - started
     records.sort(key=lambda record: record.index)
     return LoadOutcome(records, wall_s, stopped_by_deadline, started_at_unix)
@@ -125,19 +141,22 @@ Send = Callable[[int, RequestSpec, float | None], Awaitable[None]]
 
 
 async def _closed_loop(
-    send: Send, workload: Workload, plan: LoadPlan, indices: range, deadline: float
+    send: Send, workload: Workload, plan: LoadPlan, indices: range, deadline: float, first_due: float | None
 ) -> bool:
+    """``first_due``: when each stream's first request was due (a late start), else each is due when sent."""
     pending = iter(indices)
     stopped_by_deadline = False
 
     async def worker() -> None:
         nonlocal stopped_by_deadline
+        due = first_due
         for index in pending:
             now = time.perf_counter()
             if now >= deadline:
                 stopped_by_deadline = True
                 return
-            await send(index, workload.request(index), None)  # due when sent
+            await send(index, workload.request(index), due)
+            due = None  # the next one is due when this one has ended, i.e. when it is sent
 
     await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
     return stopped_by_deadline

@@ -76,3 +76,35 @@ def test_a_request_the_client_cannot_send_on_time_counts_its_wait(server: Script
         assert delays[index] == pytest.approx(index * (ANSWER_S - 0.1), abs=0.05)
         # Latency counts from the scheduled time: the client's queue is not hidden.
         assert outcome.records[index].ttft_s == pytest.approx(delays[index] + ANSWER_S, abs=0.05)
+
+
+@pytest.mark.parametrize("rate_per_s", [None, 10.0])
+def test_a_process_that_starts_after_the_shared_start_counts_its_lateness(
+    server: ScriptedServer, rate_per_s: float | None
+) -> None:
+    # --processes: every worker starts its clock at one shared time; one that gets there late
+    # (here 0.5 s, as a slow process start would) must not look as fast as the others.
+    plan = LoadPlan(requests=2, cold=0, concurrency=1, rate_per_s=rate_per_s, arrivals="constant")
+    start_at_unix = time.time() - 0.5
+
+    outcome = asyncio.run(
+        run_load(NativeClient(server.url, max_tokens=1), ["p0"], plan, start_at_unix=start_at_unix)
+    )
+
+    assert outcome.started_at_unix == start_at_unix
+    first = outcome.records[0]
+    assert first.send_delay_s >= 0.5
+    assert first.ttft_s >= 0.5 + ANSWER_S
+    assert outcome.wall_s >= 0.5 + 2 * ANSWER_S if rate_per_s is None else outcome.wall_s >= 0.5 + ANSWER_S
+
+
+def test_a_process_on_time_waits_for_the_shared_start(server: ScriptedServer) -> None:
+    start_at_unix = time.time() + 0.3
+    plan = LoadPlan(requests=1, cold=0, concurrency=1)
+
+    outcome = asyncio.run(
+        run_load(NativeClient(server.url, max_tokens=1), ["p0"], plan, start_at_unix=start_at_unix)
+    )
+
+    assert outcome.records[0].started_at_unix >= start_at_unix
+    assert outcome.records[0].send_delay_s < 0.02
