@@ -37,6 +37,7 @@ from loadtest.bench.measure import BenchPlan, measure_server
 from loadtest.bench.model import BENCH_MODEL_NAME, resolve_bench_model
 from loadtest.bench.raw import load_raw_generator
 from loadtest.bench.servers import (
+    DEFAULT_ENGINES,
     OUR_ENGINES,
     our_servers,
     service_engine_flag_supported,
@@ -73,7 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="whole rounds over every server, interleaved (server A, B, ..., A, B, ...); medians reported",
     )
     parser.add_argument(
-        "--engines", default=",".join(OUR_ENGINES), help="our engines to run, e.g. sequential"
+        "--engines",
+        default=",".join(DEFAULT_ENGINES),
+        help=f"our servers to run, of {', '.join(OUR_ENGINES)}",
     )
     parser.add_argument(
         "--no-transformers-serve", action="store_true", help="skip transformers serve (with and without CB)"
@@ -154,7 +157,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "memory_bound": memory_bound(raw.model, raw.device, pooled_raw["tokens_per_s"]),
         "servers": results_by_server,
     }
-    results["targets"] = [t.to_dict() for t in evaluate_targets(results_by_server, args.concurrency)]
+    results["targets"] = [
+        t.to_dict() for t in evaluate_targets(results_by_server, args.concurrency, results["memory_bound"])
+    ]
     write_outputs(results, args.out, stem)
     return results
 

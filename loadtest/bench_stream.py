@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import socket
 import statistics
 import subprocess
@@ -46,7 +47,7 @@ def in_process(model_id: str, threads: int, tokens: int, repeats: int) -> dict[s
     from transformers import TextIteratorStreamer
 
     from service.engine.loader import load_model
-    from service.engine.streamer import TokenStreamer
+    from service.engine.streamer import Detokenizer, TokenIdStreamer
     from service.settings import Settings
 
     loaded = load_model(Settings(model=model_id, torch_threads=threads))
@@ -67,9 +68,15 @@ def in_process(model_id: str, threads: int, tokens: int, repeats: int) -> dict[s
             model.generate(input_ids, **kwargs)
 
     def ours() -> None:
-        streamer = TokenStreamer(tokenizer.backend_tokenizer, (), lambda _: None)
+        # As the engines do: ids handed to another thread (there, the event loop), decoded there.
+        handed: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
+        detokenizer = Detokenizer(tokenizer.backend_tokenizer, ())
+        reader = threading.Thread(target=lambda: [detokenizer.feed(ids) for ids in iter(handed.get, None)])
+        reader.start()
         with torch.inference_mode():
-            model.generate(input_ids, streamer=streamer, **kwargs)
+            model.generate(input_ids, streamer=TokenIdStreamer(handed.put), **kwargs)
+        handed.put(None)
+        reader.join()
 
     def stock() -> None:
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -166,7 +173,7 @@ def main() -> None:
         )
     print(header)
     print("\n".join(rows))
-    print("ours/stock: generate() with our TokenStreamer / with transformers' TextIteratorStreamer;")
+    print("ours/stock: generate() with our TokenIdStreamer + Detokenizer / with TextIteratorStreamer;")
     print("served: /v1/chat over HTTP from another process; ratios are to raw generate at the same threads.")
 
 

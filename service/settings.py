@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_ID = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -49,6 +49,21 @@ class Settings(BaseSettings):
         "batched",
         description="'batched': continuous batching, requests join and leave between decode steps; "
         "'sequential': one generate() at a time (README: Engines).",
+    )
+    static_cache: bool = Field(
+        False,
+        description="Sequential engine: generate() with a static KV cache of --static-cache-tokens; "
+        "on CUDA transformers then compiles the decode step with torch.compile (CUDA graphs), "
+        "once, during the warm-up (README: Engines).",
+    )
+    static_cache_tokens: int = Field(
+        0,
+        ge=0,
+        description="Static cache length, prompt and output together (longer requests get 400); "
+        "0: the model's context length.",
+    )
+    compile: bool = Field(
+        True, description="With --static-cache on CUDA: compile the decode step (--no-compile: do not)."
     )
     max_batch_size: int = Field(
         16, ge=1, description="Batched engine: requests in one batch (the default max_concurrency)."
@@ -128,6 +143,12 @@ class Settings(BaseSettings):
         description="Identifies this process in done events (default: a random id per process).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @model_validator(mode="after")
+    def _static_cache_needs_the_sequential_engine(self) -> Settings:
+        if self.static_cache and self.engine != "sequential":
+            raise ValueError("--static-cache applies to the sequential engine: add --engine sequential")
+        return self
 
     @property
     def api_keys(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from service.settings import DEFAULT_MODEL_ID, Settings
 
@@ -50,3 +51,10 @@ def test_generation_slots_follow_the_engine_unless_set() -> None:
     assert Settings(engine="sequential").generation_slots == 1
     assert Settings(engine="batched", max_batch_size=12).generation_slots == 12
     assert Settings(engine="batched", max_concurrency=3).generation_slots == 3
+
+
+def test_a_static_cache_needs_the_sequential_engine() -> None:
+    assert Settings(engine="sequential", static_cache=True).static_cache
+
+    with pytest.raises(ValidationError, match="--static-cache applies to the sequential engine"):
+        Settings(engine="batched", static_cache=True)

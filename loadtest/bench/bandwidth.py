@@ -35,12 +35,13 @@ def copy_bandwidth_bytes_per_s(device: Any, size_bytes: int = 1 << 29, repeats: 
     return statistics.median(rates)
 
 
-def memory_bound(model: Any, device: Any, raw_tokens_per_s: float | None = None) -> dict[str, float | None]:
+def memory_bound(model: Any, device: Any, raw_tokens_per_s: float | None = None) -> dict[str, Any]:
     """Weight bytes, measured bandwidth, the decode bound, and raw generate's fraction of it."""
     weights = weight_bytes(model)
     bandwidth = copy_bandwidth_bytes_per_s(device)
     bound = bandwidth / weights
     return {
+        "device": str(device),
         "weight_bytes": weights,
         "bandwidth_bytes_per_s": bandwidth,
         "bound_tokens_per_s": bound,

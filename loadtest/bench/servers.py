@@ -30,7 +30,15 @@ from typing import Any
 
 from loadtest.clients import OpenAIClient
 
-OUR_ENGINES = ("sequential", "batched")
+# Our servers by name: the flags each adds to ``python -m service``. sequential-static is
+# generate() with a static cache (compiled decode step on CUDA): for GPUs, not run by default.
+OUR_ENGINE_FLAGS = {
+    "sequential": "--engine sequential",
+    "batched": "--engine batched",
+    "sequential-static": "--engine sequential --static-cache",
+}
+OUR_ENGINES = tuple(OUR_ENGINE_FLAGS)
+DEFAULT_ENGINES = ("sequential", "batched")
 TRANSFORMERS_SERVE = "transformers-serve"
 TRANSFORMERS_SERVE_CB = "transformers-serve-cb"
 
@@ -79,7 +87,7 @@ def our_servers(
         )
         reason = None
         if engine_flag:
-            command += f" --engine {engine}"
+            command += f" {OUR_ENGINE_FLAGS[engine]}"
         elif engine != "sequential":
             reason = "python -m service has no --engine flag on this branch"
         servers.append(ServerUnderTest(engine, command, "/ready", unavailable_reason=reason))

@@ -139,3 +139,23 @@ def test_repeated_runs_merge_into_medians_level_by_level() -> None:
     assert merged["levels"][1]["failed"] == 1  # failures add up
     assert merged["repeats"]["8"] == [360.0, 400.0, 480.0]
     assert merge_repeats([{"available": False, "reason": "x"}])["reason"] == "x"
+
+
+def test_the_bandwidth_target_takes_our_fastest_single_stream_and_only_on_a_gpu() -> None:
+    servers = {
+        "sequential": server(100.0, 0.96, 0.004, {1: 100}),
+        "sequential-static": server(150.0, 1.4, 0.004, {1: 150}),
+        "transformers-serve-cb": server(400.0, 0.8, 0.02, {1: 400}),  # not ours: not counted
+    }
+    name = "our best served single stream / memory-bandwidth bound (GPU)"
+
+    on_gpu = {
+        t.name: t for t in evaluate_targets(servers, [1], {"device": "cuda", "bound_tokens_per_s": 200.0})
+    }
+    on_cpu = {
+        t.name: t for t in evaluate_targets(servers, [1], {"device": "cpu", "bound_tokens_per_s": 200.0})
+    }
+
+    assert on_gpu[name].value == pytest.approx(0.75)
+    assert on_gpu[name].status == "met"
+    assert on_cpu[name].status == "n/a"
