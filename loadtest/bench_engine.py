@@ -39,6 +39,8 @@ from loadtest.bench.raw import load_raw_generator
 from loadtest.bench.servers import (
     DEFAULT_ENGINES,
     OUR_ENGINES,
+    TRANSFORMERS_SERVE,
+    TRANSFORMERS_SERVE_CB,
     our_servers,
     service_engine_flag_supported,
     transformers_serve_servers,
@@ -81,6 +83,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-transformers-serve", action="store_true", help="skip transformers serve (with and without CB)"
     )
+    parser.add_argument(
+        "--peers",
+        default=f"{TRANSFORMERS_SERVE},{TRANSFORMERS_SERVE_CB}",
+        help="which transformers serve servers to run (e.g. only the CB one on a GPU's load levels)",
+    )
     parser.add_argument("--cb-num-blocks", type=int, default=32, help="transformers serve CB cache (0: auto)")
     parser.add_argument(
         "--cb-max-batch-tokens", type=int, default=256, help="transformers serve CB (0: auto)"
@@ -96,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stem", default=None, help="output file names (default engine-bench-<device>)")
     args = parser.parse_args(argv)
     args.engines = [engine for engine in args.engines.split(",") if engine]
+    args.peers = [peer for peer in args.peers.split(",") if peer]
+    if unknown_peers := set(args.peers) - {TRANSFORMERS_SERVE, TRANSFORMERS_SERVE_CB}:
+        parser.error(f"--peers: unknown {sorted(unknown_peers)}")
     unknown = set(args.engines) - set(OUR_ENGINES)
     if unknown:
         parser.error(f"--engines: unknown {sorted(unknown)}; known: {', '.join(OUR_ENGINES)}")
@@ -117,9 +127,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     engine_flag = service_engine_flag_supported()
     servers = our_servers(model_dir, args.engines, args.device, dtype, threads, engine_flag)
     if not args.no_transformers_serve:
-        servers += transformers_serve_servers(
-            model_dir, args.tokens, args.device, dtype, threads, args.cb_num_blocks, args.cb_max_batch_tokens
-        )
+        servers += [
+            server
+            for server in transformers_serve_servers(
+                model_dir,
+                args.tokens,
+                args.device,
+                dtype,
+                threads,
+                args.cb_num_blocks,
+                args.cb_max_batch_tokens,
+            )
+            if server.name in args.peers
+        ]
     stem = args.stem or f"engine-bench-{args.device.split(':')[0]}"
     runs_by_server: dict[str, list[dict[str, Any]]] = {server.name: [] for server in servers}
     for repeat in range(args.repeats):

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The engine benchmark on a GPU in one prepared run, for a machine with CUDA torch and no
+# network: the single streams of every engine against raw generate and transformers serve,
+# then the load levels of the batched engine against transformers serve --continuous-batching.
+# Each part is its own bench_engine run under its own timeout, so a part that runs out of
+# time still leaves the others' results.
+#
+#   scripts/offline_wheels.sh                 # here: the web stack as wheels, into .whl/
+#   OUT=/results scripts/gpu_bench.sh         # there: installs .whl/ if present, then runs
+#
+# Results: OUT/*.md (the tables) and OUT/results.tar.gz (JSON, logs, server logs).
+# A dry run on a CPU: WHEELS=none MODEL=bench-10m DEVICE=cpu TOKENS=16 LOAD_LEVELS=2 scripts/gpu_bench.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+OUT="${OUT:-/tmp/gpu-bench}"
+MODEL="${MODEL:-random:mistral-7b}"
+DEVICE="${DEVICE:-cuda}"
+TOKENS="${TOKENS:-512}"
+LOAD_LEVELS="${LOAD_LEVELS:-8,32}"
+PART_TIMEOUT_S="${PART_TIMEOUT_S:-420}"
+PYTHON="${PYTHON:-python3}"
+WHEELS="${WHEELS:-.whl}"  # offline_wheels.sh's folder; WHEELS=none: use what is installed
+work="$(mktemp -d)"
+mkdir -p "$OUT"
+
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site "$WHEELS"/*.whl || exit 1
+    export PYTHONPATH="/tmp/site:$PWD"
+fi
+export PYTHONUNBUFFERED=1
+
+pack() {
+    cp "$work"/*.md "$OUT"/ 2>/dev/null
+    tar -czf "$OUT/results.tar.gz" -C "$work" .
+}
+trap pack EXIT
+
+{
+    date -u +%FT%TZ
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv 2>&1
+    "$PYTHON" -c 'import torch, transformers, fastapi, uvicorn; print("torch", torch.__version__,
+"cuda", torch.cuda.is_available(), "transformers", transformers.__version__,
+"fastapi", fastapi.__version__, "uvicorn", uvicorn.__version__)'
+} 2>&1 | tee "$work/machine.txt"
+
+part() {
+    local name="$1"
+    shift
+    echo "== $name: $*"
+    timeout "$PART_TIMEOUT_S" "$PYTHON" loadtest/bench_engine.py --model "$MODEL" --device "$DEVICE" \
+        --tokens "$TOKENS" --repeats 1 --out "$work" --stem "engine-bench-${DEVICE%%:*}-$name" "$@" \
+        >"$work/$name.log" 2>&1
+    echo "== $name: exit $?"
+    grep -v '^20[0-9][0-9]-' "$work/$name.log" | tail -30
+}
+
+# Single streams: each engine and plain transformers serve, interleaved with raw generate.
+part single --concurrency 1 --requests-per-level 1 --single-repeats 2 \
+    --engines sequential,sequential-static,batched --peers transformers-serve
+# Load: the batched engine against transformers serve's continuous batching.
+part load --concurrency "$LOAD_LEVELS" --single-repeats 1 --engines batched --peers transformers-serve-cb
