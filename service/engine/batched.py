@@ -26,7 +26,7 @@ from service.engine.base import (
 )
 from service.engine.batch_loop import BatchLoop, BatchRequest
 from service.engine.loader import LoadedModel, load_model
-from service.engine.outputs import Output, stream_outputs
+from service.engine.outputs import Mailbox, Output, stream_outputs
 from service.engine.prompt import render_chat
 from service.engine.sampling import random_seed
 from service.engine.streamer import Detokenizer
@@ -49,6 +49,7 @@ class BatchedEngine(Engine):
         self._loader = loader
         self._loaded: LoadedModel | None = None
         self._batch_loop: BatchLoop | None = None
+        self._mailbox_on_loop: Mailbox | None = None
 
     @property
     def context_length(self) -> int:
@@ -90,12 +91,7 @@ class BatchedEngine(Engine):
     async def _stream(
         self, batch_loop: BatchLoop, loaded: LoadedModel, prompt: Prompt, params: SamplingParams
     ) -> AsyncIterator[GenerationEvent]:
-        loop = asyncio.get_running_loop()
         outputs: asyncio.Queue[Output] = asyncio.Queue()
-
-        def sink(token_ids: list[int], finished: bool, error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(outputs.put_nowait, (token_ids, finished, error))
-
         request = BatchRequest(
             prompt_ids=prompt.token_ids,
             max_new_tokens=params.max_new_tokens,
@@ -103,7 +99,7 @@ class BatchedEngine(Engine):
             top_p=params.top_p,
             seed=params.seed if params.seed is not None else random_seed(),
             stop_token_id=None if params.ignore_eos else loaded.tokenizer.eos_token_id,
-            sink=sink,
+            sink=self._mailbox().sink(outputs),
         )
         batch_loop.submit(request)
         detokenizer = Detokenizer(loaded.tokenizer.backend_tokenizer, params.stop)
@@ -124,6 +120,13 @@ class BatchedEngine(Engine):
             # NOTE: also reached when the client left or a stop string matched: free the row now.
             # Setting it after the loop dropped the row on its own is harmless.
             request.cancelled = True
+
+    def _mailbox(self) -> Mailbox:
+        """The mailbox of the running event loop (tests run one engine on several loops)."""
+        loop = asyncio.get_running_loop()
+        if self._mailbox_on_loop is None or self._mailbox_on_loop.loop is not loop:
+            self._mailbox_on_loop = Mailbox(loop)
+        return self._mailbox_on_loop
 
     @staticmethod
     async def _next_output(batch_loop: BatchLoop, outputs: asyncio.Queue[Output]) -> Output:
