@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(
         16, ge=1, description="Batched engine: requests in one batch (the default max_concurrency)."
     )
+    prefill_chunk_tokens: int = Field(
+        512,
+        ge=16,
+        description="Batched engine: prompts longer than this are prefilled this many tokens per "
+        "decode step, so running streams keep flowing meanwhile.",
+    )
     device: str = Field(
         "auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda' or 'cuda:N'."
     )

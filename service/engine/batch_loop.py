@@ -1,15 +1,13 @@
 """Our continuous batching: one decode step for every running request, new ones joining between steps.
 
-Why not transformers' ContinuousBatchingManager, which the batched engine used first:
-its paged cache and scheduler are built for GPUs full of requests, and their
-bookkeeping per step costs more than the model on small batches. Measured in-process
-on bench-10m (2-core CPU, 1 torch thread, 8 greedy requests of 128 tokens): the manager
-474 tokens/s, a plain loop over the model's forward on the padded batch 1006.
+Why not transformers' ContinuousBatchingManager (README: Engines): its bookkeeping per
+step costs more than the model on small batches (474 against 1006 tokens/s in-process).
 
 The layout: each running request is one row of a left-padded batch. All rows' newest
 token sits at the same index of one ``DynamicCache``; the padding on the left of a
 shorter row is masked out by the attention mask, and every row has its own positions.
-Requests that arrive together are prefilled together; their cache rows are padded to
+New requests are prefilled (service.engine.prefill: short prompts together, long ones a
+chunk per decode step); their cache rows are padded to
 the batch's length (or the batch to theirs) and joined to it. A finished or cancelled
 request's row is dropped, and padding columns no row needs any more are cut. Sampling
 is per row and batch-independent (service.engine.sampling).
@@ -23,11 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 from transformers import DynamicCache
 
+from service.engine.prefill import ChunkedPrefill, Prefilled, length_groups, prefill_together
 from service.engine.sampling import apply_sampling, noise_key
 
 logger = logging.getLogger(__name__)
@@ -138,10 +138,17 @@ class BatchLoop:
     """
 
     def __init__(
-        self, model: torch.nn.Module, max_batch_size: int, pad_token_id: int, stop_token_ids: list[int]
+        self,
+        model: torch.nn.Module,
+        max_batch_size: int,
+        pad_token_id: int,
+        stop_token_ids: list[int],
+        prefill_chunk_tokens: int = 512,
     ) -> None:
         self._model = model
         self._max_batch_size = max_batch_size
+        self._prefill_chunk_tokens = prefill_chunk_tokens
+        self._prefilling: list[ChunkedPrefill] = []  # long prompts, a chunk per iteration
         self._pad_token_id = pad_token_id
         self._stop_token_ids = stop_token_ids
         self._device = next(model.parameters()).device
@@ -163,16 +170,11 @@ class BatchLoop:
 
     def _run(self) -> None:
         batch = _Batch()
-        while self._take_new(block=not batch.requests):
+        while self._take_new(block=not batch.requests and not self._prefilling):
             # A failed forward pass fails the requests in it; the loop carries on with the next.
             with torch.inference_mode():
-                joining = self._joining(len(batch.requests))
-                if joining:
-                    try:
-                        self._admit(batch, joining)
-                    except Exception as exc:
-                        logger.exception("prefill failed")
-                        _fail(joining, exc)
+                self._prefill_new(batch)
+                self._prefill_next_chunk(batch)
                 if batch.requests:
                     try:
                         self._step(batch)
@@ -180,6 +182,27 @@ class BatchLoop:
                         logger.exception("decode step failed")
                         _fail(batch.requests, exc)
                         batch.reset()
+
+    def _prefill_new(self, batch: _Batch) -> None:
+        """Join the short new prompts now, grouped by length; queue the long ones for chunks."""
+        short = []
+        for request in self._joining(len(batch.requests) + len(self._prefilling)):
+            if len(request.prompt_ids) > self._prefill_chunk_tokens:
+                self._prefilling.append(ChunkedPrefill(request, self._prefill_chunk_tokens))
+            else:
+                short.append(request)
+        for group in length_groups(short):
+            self._admit(batch, group, partial(prefill_together, self._model, group, self._pad_token_id))
+
+    def _prefill_next_chunk(self, batch: _Batch) -> None:
+        """One chunk of the oldest long prompt: running streams wait for a chunk, not a whole prompt."""
+        self._prefilling = [prefill for prefill in self._prefilling if not prefill.request.cancelled]
+        if not self._prefilling:
+            return
+        prefill = self._prefilling[0]
+        self._admit(batch, [prefill.request], partial(prefill.advance, self._model))
+        if prefill.done or prefill.request.cancelled:
+            self._prefilling.pop(0)
 
     def _take_new(self, block: bool) -> bool:
         """Move submitted requests to the waiting list (waiting for one if ``block``); False once stopped."""
@@ -200,28 +223,22 @@ class BatchLoop:
         joining, self._waiting = waiting[:room], waiting[room:]
         return joining
 
-    def _admit(self, batch: _Batch, joining: list[BatchRequest]) -> None:
-        """Prefill ``joining`` together and join them to the batch."""
-        started = time.perf_counter()
-        longest = max(len(request.prompt_ids) for request in joining)
-        input_ids = torch.full((len(joining), longest), self._pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(joining), longest), dtype=torch.long)
-        for row, request in enumerate(joining):
-            request.started_at = started
-            input_ids[row, longest - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
-            attention_mask[row, longest - len(request.prompt_ids) :] = 1
-        input_ids, attention_mask = input_ids.to(self._device), attention_mask.to(self._device)
-        cache = DynamicCache()
-        logits = self._model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        ).logits[:, -1, :]
-        tokens = self._sample(joining, logits)
-        batch.join(joining, cache, attention_mask, tokens)
+    def _admit(
+        self, batch: _Batch, joining: list[BatchRequest], prefill: Callable[[], Prefilled | None]
+    ) -> None:
+        """Run ``prefill`` for ``joining``; once it is complete, sample their first tokens and join them."""
+        try:
+            prefilled = prefill()
+            if prefilled is None:
+                return  # more chunks to go
+            tokens = self._sample(joining, prefilled.logits)
+            batch.join(joining, prefilled.cache, prefilled.attention_mask, tokens)
+        except Exception as exc:
+            logger.exception("prefill failed")
+            _fail(joining, exc)
+            for request in joining:
+                request.cancelled = True  # a chunked prefill is dropped, not retried
+            return
         self._deliver(batch, tokens.tolist())
 
     def _step(self, batch: _Batch) -> None:

@@ -70,6 +70,7 @@ class BatchedEngine(Engine):
             self.max_concurrency,
             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
             stop_token_ids=[] if eos is None else [eos],
+            prefill_chunk_tokens=self._settings.prefill_chunk_tokens,
         )
         if self._settings.warmup_tokens == 0:
             return

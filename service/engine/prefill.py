@@ -1,0 +1,116 @@
+"""Prefill for the batch loop: short prompts together, long ones a chunk per decode step.
+
+Prompts that arrive together are prefilled in one forward pass, left-padded to the
+longest; a 2,000-token prompt arriving with seven 20-token ones would make that pass
+8 x 2,000 tokens for 2,140 useful ones. So prompts are grouped by length, each group
+wasting at most a quarter of its tokens (or a few tokens a row) on padding.
+
+A long prompt prefilled in one pass also stops every running stream for that long (its
+inter-token latency jumps by the whole prefill). Prompts longer than ``chunk_tokens``
+are prefilled into a cache of their own, one chunk per iteration of the loop, between
+decode steps of the running batch, and join it when their last chunk is in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from transformers import DynamicCache
+
+# Padding a group may carry: a quarter of its tokens, or this many tokens a row.
+_PADDING_SHARE = 0.25
+_PADDING_PER_ROW = 16
+
+
+class Prompted(Protocol):
+    prompt_ids: list[int]
+    started_at: float | None
+
+
+@dataclass
+class Prefilled:
+    """Rows ready to join the batch: their left-padded cache and mask, and the last position's logits."""
+
+    cache: DynamicCache
+    attention_mask: torch.Tensor
+    logits: torch.Tensor
+
+
+def length_groups(requests: list[Prompted]) -> list[list[Prompted]]:
+    """``requests`` grouped by prompt length so that padding to each group's longest wastes little."""
+    groups: list[list[Prompted]] = []
+    tokens = 0
+    for request in sorted(requests, key=lambda r: len(r.prompt_ids)):
+        length = len(request.prompt_ids)  # the longest so far: the group pads to it
+        if groups:
+            rows = len(groups[-1]) + 1
+            padding = rows * length - (tokens + length)
+            if padding <= max(_PADDING_SHARE * (tokens + length), _PADDING_PER_ROW * rows):
+                groups[-1].append(request)
+                tokens += length
+                continue
+        groups.append([request])
+        tokens = length
+    return groups
+
+
+def prefill_together(model: torch.nn.Module, requests: list[Prompted], pad_token_id: int) -> Prefilled:
+    """One forward pass over the left-padded prompts of ``requests``."""
+    started = time.perf_counter()
+    device = next(model.parameters()).device
+    longest = max(len(request.prompt_ids) for request in requests)
+    input_ids = torch.full((len(requests), longest), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(requests), longest), dtype=torch.long)
+    for row, request in enumerate(requests):
+        request.started_at = started
+        input_ids[row, longest - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
+        attention_mask[row, longest - len(request.prompt_ids) :] = 1
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    cache = DynamicCache()
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    ).logits[:, -1, :]
+    return Prefilled(cache, attention_mask, logits)
+
+
+@dataclass(eq=False)
+class ChunkedPrefill:
+    """One long prompt, prefilled ``chunk_tokens`` at a time into a cache of its own."""
+
+    request: Prompted
+    chunk_tokens: int
+    done_tokens: int = 0
+    cache: DynamicCache = field(default_factory=DynamicCache)
+
+    @property
+    def done(self) -> bool:
+        return self.done_tokens >= len(self.request.prompt_ids)
+
+    def advance(self, model: torch.nn.Module) -> Prefilled | None:
+        """Prefill the next chunk; the finished prefill once the prompt's last chunk is in."""
+        if self.request.started_at is None:
+            self.request.started_at = time.perf_counter()
+        device = next(model.parameters()).device
+        prompt = self.request.prompt_ids
+        end = min(len(prompt), self.done_tokens + self.chunk_tokens)
+        chunk = torch.tensor([prompt[self.done_tokens : end]], device=device)
+        logits = model(
+            input_ids=chunk,
+            attention_mask=torch.ones((1, end), dtype=torch.long, device=device),
+            position_ids=torch.arange(self.done_tokens, end, device=device).unsqueeze(0),
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+        self.done_tokens = end
+        if end < len(prompt):
+            return None
+        return Prefilled(self.cache, torch.ones((1, end), dtype=torch.long, device=device), logits)
