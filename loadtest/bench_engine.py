@@ -125,7 +125,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     parameters = sum(parameter.numel() for parameter in raw.model.parameters())
 
     engine_flag = service_engine_flag_supported()
-    servers = our_servers(model_dir, args.engines, args.device, dtype, threads, engine_flag)
+    # A static cache sized for the benchmark's requests (prompt + --tokens), not the whole context.
+    static_cache_tokens = args.tokens + 1024
+    servers = our_servers(
+        model_dir, args.engines, args.device, dtype, threads, engine_flag, static_cache_tokens
+    )
     if not args.no_transformers_serve:
         servers += [
             server

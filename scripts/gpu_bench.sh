@@ -6,9 +6,11 @@
 # time still leaves the others' results.
 #
 #   scripts/offline_wheels.sh                 # here: the web stack as wheels, into .whl/
-#   OUT=/results scripts/gpu_bench.sh         # there: installs .whl/ if present, then runs
+#   OUT=/results scripts/gpu_bench.sh         # there: installs .whl/ if present, runs both parts
+#   OUT=/results scripts/gpu_bench.sh single  # or one part per call, where a call is time-limited
 #
-# Results: OUT/*.md (the tables) and OUT/results.tar.gz (JSON, logs, server logs).
+# Results, written as each part ends: OUT/<stem>.md and .json per part, OUT/<part>-logs.tar.gz
+# (its log and the servers' logs), OUT/machine.txt.
 # A dry run on a CPU: WHEELS=none MODEL=bench-10m DEVICE=cpu TOKENS=16 LOAD_LEVELS=2 scripts/gpu_bench.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +20,7 @@ MODEL="${MODEL:-random:mistral-7b}"
 DEVICE="${DEVICE:-cuda}"
 TOKENS="${TOKENS:-512}"
 LOAD_LEVELS="${LOAD_LEVELS:-8,32}"
-PART_TIMEOUT_S="${PART_TIMEOUT_S:-420}"
+PART_TIMEOUT_S="${PART_TIMEOUT_S:-280}"  # both parts within a 10-minute call
 PYTHON="${PYTHON:-python3}"
 WHEELS="${WHEELS:-.whl}"  # offline_wheels.sh's folder; WHEELS=none: use what is installed
 work="$(mktemp -d)"
@@ -28,14 +30,9 @@ if compgen -G "$WHEELS/*.whl" >/dev/null; then
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site "$WHEELS"/*.whl || exit 1
     export PYTHONPATH="/tmp/site:$PWD"
+    export PATH="/tmp/site/bin:$PATH"  # the transformers command (transformers serve)
 fi
 export PYTHONUNBUFFERED=1
-
-pack() {
-    cp "$work"/*.md "$OUT"/ 2>/dev/null
-    tar -czf "$OUT/results.tar.gz" -C "$work" .
-}
-trap pack EXIT
 
 {
     date -u +%FT%TZ
@@ -43,7 +40,7 @@ trap pack EXIT
     "$PYTHON" -c 'import torch, transformers, fastapi, uvicorn; print("torch", torch.__version__,
 "cuda", torch.cuda.is_available(), "transformers", transformers.__version__,
 "fastapi", fastapi.__version__, "uvicorn", uvicorn.__version__)'
-} 2>&1 | tee "$work/machine.txt"
+} 2>&1 | tee "$OUT/machine.txt"
 
 part() {
     local name="$1"
@@ -54,10 +51,20 @@ part() {
         >"$work/$name.log" 2>&1
     echo "== $name: exit $?"
     grep -v '^20[0-9][0-9]-' "$work/$name.log" | tail -30
+    # Out at once: a later part that is killed cannot take this one's results with it.
+    cp "$work"/*"-$name".md "$work"/*"-$name".json "$OUT"/ 2>/dev/null
+    tar -czf "$OUT/$name-logs.tar.gz" -C "$work" "$name.log" $(cd "$work" && ls -d ./*"-$name-logs" 2>/dev/null)
 }
 
-# Single streams: each engine and plain transformers serve, interleaved with raw generate.
-part single --concurrency 1 --requests-per-level 1 --single-repeats 2 \
-    --engines sequential,sequential-static,batched --peers transformers-serve
-# Load: the batched engine against transformers serve's continuous batching.
-part load --concurrency "$LOAD_LEVELS" --single-repeats 1 --engines batched --peers transformers-serve-cb
+parts="${*:-single load}"
+for name in $parts; do
+    case "$name" in
+    # Single streams: each engine and plain transformers serve, interleaved with raw generate.
+    single) part single --concurrency 1 --requests-per-level 1 --single-repeats 2 \
+        --engines sequential,sequential-static,batched --peers transformers-serve ;;
+    # Load: the batched engine against transformers serve's continuous batching.
+    load) part load --concurrency "$LOAD_LEVELS" --single-repeats 1 --engines batched \
+        --peers transformers-serve-cb ;;
+    *) echo "gpu_bench: unknown part $name (single, load)" >&2; exit 2 ;;
+    esac
+done

@@ -73,14 +73,26 @@ def service_engine_flag_supported() -> bool:
 
 
 def our_servers(
-    model_dir: Path, engines: list[str], device: str, dtype: str, threads: int, engine_flag: bool
+    model_dir: Path,
+    engines: list[str],
+    device: str,
+    dtype: str,
+    threads: int,
+    engine_flag: bool,
+    static_cache_tokens: int = 0,
 ) -> list[ServerUnderTest]:
     """One server per engine. Without an ``--engine`` flag the service has only the sequential
-    engine: that one runs without the flag, the others are reported as not available."""
+    engine: that one runs without the flag, the others are reported as not available.
+
+    ``static_cache_tokens`` sizes sequential-static's cache (0: the model's context, which for
+    a 7B model is 32k tokens: 4 GiB of cache that attention would read at every step).
+    """
     servers = []
     for engine in engines:
         command = (
-            f"python -m service --model {shlex.quote(str(model_dir))} --device {device} --dtype {dtype} "
+            # this interpreter: a machine may have python3 and no python
+            f"{shlex.quote(sys.executable)} -m service --model {shlex.quote(str(model_dir))} "
+            f"--device {device} --dtype {dtype} "
             f"--torch-threads {threads} --log-level warning "
             # Every request of a level must be admitted and wait as long as it takes.
             "--max-queue 256 --queue-timeout 0"
@@ -88,6 +100,8 @@ def our_servers(
         reason = None
         if engine_flag:
             command += f" {OUR_ENGINE_FLAGS[engine]}"
+            if engine == "sequential-static" and static_cache_tokens:
+                command += f" --static-cache-tokens {static_cache_tokens}"
         elif engine != "sequential":
             reason = "python -m service has no --engine flag on this branch"
         servers.append(ServerUnderTest(engine, command, "/ready", unavailable_reason=reason))

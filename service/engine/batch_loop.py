@@ -3,14 +3,10 @@
 Why not transformers' ContinuousBatchingManager (README: Engines): its bookkeeping per
 step costs more than the model on small batches (474 against 1006 tokens/s in-process).
 
-The layout: each running request is one row of a left-padded batch. All rows' newest
-token sits at the same index of one ``DynamicCache``; the padding on the left of a
-shorter row is masked out by the attention mask, and every row has its own positions.
-New requests are prefilled (service.engine.prefill: short prompts together, long ones a
-chunk per decode step); their cache rows are padded to
-the batch's length (or the batch to theirs) and joined to it. A finished or cancelled
-request's row is dropped, and padding columns no row needs any more are cut. Sampling
-is per row and batch-independent (service.engine.sampling).
+Each iteration: new prompts are prefilled (service.engine.prefill: short ones together
+up to ``prefill_chunk_tokens``, long ones a chunk at a time) and join the running rows
+(service.engine.running_batch), then one decode step runs for every row. Sampling is per
+row and batch-independent (service.engine.sampling).
 """
 
 from __future__ import annotations
@@ -25,9 +21,9 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
-from transformers import DynamicCache
 
 from service.engine.prefill import ChunkedPrefill, Prefilled, length_groups, prefill_together
+from service.engine.running_batch import RunningBatch
 from service.engine.sampling import apply_sampling, noise_key
 
 logger = logging.getLogger(__name__)
@@ -52,81 +48,13 @@ class BatchRequest:
     cancelled: bool = False
     generated: int = 0
 
+    def cancel(self) -> None:
+        """Stop generating (any thread): the row is dropped before the next step."""
+        self.cancelled = True
+
     def noise_key(self) -> int:
         """The key of the noise for the next token; 0 (no noise) for greedy decoding."""
         return 0 if self.temperature == 0 else noise_key(self.seed, self.generated)
-
-
-class _Batch:
-    """The running rows and their shared, left-padded KV cache."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.requests: list[BatchRequest] = []
-        self.cache: DynamicCache | None = None
-        self.attention_mask = torch.zeros(0, 0, dtype=torch.long)
-        self.next_positions = torch.zeros(0, dtype=torch.long)  # per row: the position of its next token
-        self.next_tokens = torch.zeros(0, 1, dtype=torch.long)
-
-    def join(
-        self,
-        requests: list[BatchRequest],
-        cache: DynamicCache,
-        attention_mask: torch.Tensor,
-        tokens: torch.Tensor,
-    ) -> None:
-        """Add prefilled rows: their cache, padding mask and first sampled tokens."""
-        positions = attention_mask.sum(-1)
-        if self.cache is None:
-            self.cache, self.attention_mask = cache, attention_mask
-            self.next_positions, self.next_tokens = positions, tokens.unsqueeze(-1)
-        else:
-            # Everything is built first and assigned after: a failure here (out of memory on a
-            # long prompt) fails the joining requests only, not the running batch.
-            ours, theirs = self.attention_mask.size(1), attention_mask.size(1)
-            mine_pad, new_pad = max(0, theirs - ours), max(0, ours - theirs)
-            joined = [
-                (
-                    torch.cat([_padded(mine.keys, mine_pad), _padded(new.keys, new_pad)]),
-                    torch.cat([_padded(mine.values, mine_pad), _padded(new.values, new_pad)]),
-                )
-                for mine, new in zip(self.cache.layers, cache.layers, strict=True)
-            ]
-            mask = torch.cat([F.pad(self.attention_mask, (mine_pad, 0)), F.pad(attention_mask, (new_pad, 0))])
-            next_positions = torch.cat([self.next_positions, positions])
-            next_tokens = torch.cat([self.next_tokens, tokens.unsqueeze(-1)])
-            for layer, (keys, values) in zip(self.cache.layers, joined, strict=True):
-                layer.keys, layer.values = keys, values
-            self.attention_mask, self.next_positions, self.next_tokens = mask, next_positions, next_tokens
-        self.requests.extend(requests)
-
-    def keep(self, rows: list[int]) -> None:
-        """Keep only these rows, then cut the padding columns no remaining row needs."""
-        if len(rows) == len(self.requests):
-            return
-        if not rows:
-            self.reset()
-            return
-        assert self.cache is not None
-        index = torch.tensor(rows, device=self.attention_mask.device)
-        self.cache.batch_select_indices(index)
-        self.attention_mask = self.attention_mask[index]
-        self.next_positions = self.next_positions[index]
-        self.next_tokens = self.next_tokens[index]
-        self.requests = [self.requests[row] for row in rows]
-        first = int(self.attention_mask.any(dim=0).int().argmax())  # the first column in use
-        if first > 0:
-            for layer in self.cache.layers:
-                layer.keys = layer.keys[:, :, first:]
-                layer.values = layer.values[:, :, first:]
-            self.attention_mask = self.attention_mask[:, first:]
-
-
-def _padded(states: torch.Tensor, columns: int) -> torch.Tensor:
-    """``states`` [batch, heads, length, dim] with ``columns`` empty positions on the left."""
-    return F.pad(states, (0, 0, columns, 0)) if columns > 0 else states
 
 
 class BatchLoop:
@@ -169,39 +97,62 @@ class BatchLoop:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        batch = _Batch()
+        batch = RunningBatch()
         while self._take_new(block=not batch.requests and not self._prefilling):
-            # A failed forward pass fails the requests in it; the loop carries on with the next.
             with torch.inference_mode():
-                self._prefill_new(batch)
-                self._prefill_next_chunk(batch)
-                if batch.requests:
-                    try:
-                        self._step(batch)
-                    except Exception as exc:
-                        logger.exception("decode step failed")
-                        _fail(batch.requests, exc)
-                        batch.reset()
+                try:
+                    self._iterate(batch)
+                except Exception as exc:  # not a forward pass (those fail only their requests): fail all
+                    logger.exception("batch loop iteration failed")
+                    started = batch.requests + [prefill.request for prefill in self._prefilling]
+                    _fail(started, exc)
+                    batch.reset()
+                    self._prefilling = []
 
-    def _prefill_new(self, batch: _Batch) -> None:
-        """Join the short new prompts now, grouped by length; queue the long ones for chunks."""
+    def _iterate(self, batch: RunningBatch) -> None:
+        """Prefill what fits, then one decode step. A failed forward pass fails the requests in it."""
+        self._prefill_new(batch)
+        self._prefill_next_chunk(batch)
+        if batch.requests:
+            try:
+                self._step(batch)
+            except Exception as exc:
+                logger.exception("decode step failed")
+                _fail(batch.requests, exc)
+                batch.reset()
+
+    def _prefill_new(self, batch: RunningBatch) -> None:
+        """Join new short prompts, grouped by length, up to ``prefill_chunk_tokens`` (padding
+        included) before the next decode step; queue the long ones for chunks."""
         short = []
         for request in self._joining(len(batch.requests) + len(self._prefilling)):
             if len(request.prompt_ids) > self._prefill_chunk_tokens:
                 self._prefilling.append(ChunkedPrefill(request, self._prefill_chunk_tokens))
             else:
                 short.append(request)
+        budget, deferred = self._prefill_chunk_tokens, []
         for group in length_groups(short):
-            self._admit(batch, group, partial(prefill_together, self._model, group, self._pad_token_id))
+            fits = budget // max(len(request.prompt_ids) for request in group)  # >= 1 for the first
+            if fits:
+                self._admit(
+                    batch,
+                    group[:fits],
+                    partial(prefill_together, self._model, group[:fits], self._pad_token_id),
+                )
+                budget -= fits * max(len(request.prompt_ids) for request in group[:fits])
+            deferred += group[fits:]
+        # The rest go first at the next step, in arrival order.
+        self._waiting = sorted(deferred, key=lambda request: request.submitted_at) + self._waiting
 
-    def _prefill_next_chunk(self, batch: _Batch) -> None:
-        """One chunk of the oldest long prompt: running streams wait for a chunk, not a whole prompt."""
+    def _prefill_next_chunk(self, batch: RunningBatch) -> None:
+        """One chunk of the oldest long prompt: the running streams wait for a chunk, not a whole
+        prompt (at most two chunks' worth of prefill between decode steps, with _prefill_new's)."""
         self._prefilling = [prefill for prefill in self._prefilling if not prefill.request.cancelled]
         if not self._prefilling:
             return
         prefill = self._prefilling[0]
         self._admit(batch, [prefill.request], partial(prefill.advance, self._model))
-        if prefill.done or prefill.request.cancelled:
+        if prefill.done or prefill.request.cancelled:  # cancelled here also means it failed
             self._prefilling.pop(0)
 
     def _take_new(self, block: bool) -> bool:
@@ -224,7 +175,7 @@ class BatchLoop:
         return joining
 
     def _admit(
-        self, batch: _Batch, joining: list[BatchRequest], prefill: Callable[[], Prefilled | None]
+        self, batch: RunningBatch, joining: list[BatchRequest], prefill: Callable[[], Prefilled | None]
     ) -> None:
         """Run ``prefill`` for ``joining``; once it is complete, sample their first tokens and join them."""
         try:
@@ -237,11 +188,11 @@ class BatchLoop:
             logger.exception("prefill failed")
             _fail(joining, exc)
             for request in joining:
-                request.cancelled = True  # a chunked prefill is dropped, not retried
+                request.cancelled = True  # failed: a chunked prefill is dropped, not retried
             return
         self._deliver(batch, tokens.tolist())
 
-    def _step(self, batch: _Batch) -> None:
+    def _step(self, batch: RunningBatch) -> None:
         """One decode step for every row."""
         batch.attention_mask = F.pad(batch.attention_mask, (0, 1), value=1)
         logits = self._model(
@@ -271,7 +222,7 @@ class BatchLoop:
             )
         return scores.argmax(dim=-1)
 
-    def _deliver(self, batch: _Batch, token_ids: list[int]) -> None:
+    def _deliver(self, batch: RunningBatch, token_ids: list[int]) -> None:
         """Hand the last ``len(token_ids)`` rows their tokens; drop the finished and cancelled rows."""
         first = len(batch.requests) - len(token_ids)
         keep = list(range(first))

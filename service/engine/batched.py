@@ -113,14 +113,15 @@ class BatchedEngine(Engine):
                     prompt_tokens=len(prompt.token_ids),
                     max_new_tokens=params.max_new_tokens,
                     queue_s=lambda: (request.started_at or request.submitted_at) - request.submitted_at,
+                    stop_generating=request.cancel,
                 )
             ) as events:
                 async for event in events:
                     yield event
         finally:
-            # NOTE: also reached when the client left or a stop string matched: free the row now.
-            # Setting it after the loop dropped the row on its own is harmless.
-            request.cancelled = True
+            # NOTE: also reached when the client left: free the row now. Cancelling a request
+            # the loop has already dropped (finished, stop string) is harmless.
+            request.cancel()
 
     def _mailbox(self) -> Mailbox:
         """The mailbox of the running event loop (tests run one engine on several loops)."""

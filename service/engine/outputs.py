@@ -43,6 +43,8 @@ class Mailbox:
         return post
 
     def _post(self, outputs: asyncio.Queue[Output], item: Output) -> None:
+        if self.loop.is_closed():  # also when a wake-up was queued before it closed
+            raise RuntimeError("the event loop is closed")
         with self._lock:
             self._pending.append((outputs, item))
             wake = len(self._pending) == 1  # otherwise a wake-up is on its way and has not run yet
@@ -69,11 +71,13 @@ async def stream_outputs(
     prompt_tokens: int,
     max_new_tokens: int,
     queue_s: Callable[[], float],
+    stop_generating: Callable[[], None],
 ) -> AsyncIterator[GenerationEvent]:
     """Text deltas, then one :class:`GenerationFinished`; raises EngineError for a failed generation.
 
-    Returns early when a stop string matches: the caller must then cancel the generation
-    (it does so in a ``finally``, which also covers a client that left).
+    When a stop string matches, ``stop_generating`` is called at once (before the last text
+    is written to the client: the model stops a step later, not a network write later).
+    The caller calls it again in a ``finally``, for a client that left.
     """
     while True:
         token_ids, finished, error = await next_output()
@@ -83,6 +87,8 @@ async def stream_outputs(
         if error is not None:
             raise EngineError(f"generation failed: {type(error).__name__}: {error}") from error
         text = detokenizer.feed(token_ids)
+        if detokenizer.stop_matched:
+            stop_generating()
         done = finished or detokenizer.stop_matched
         if done:
             text += detokenizer.finish()

@@ -148,6 +148,7 @@ class SequentialEngine(Engine):
                     prompt_tokens=len(prompt.token_ids),
                     max_new_tokens=params.max_new_tokens,
                     queue_s=lambda: timing.queue_s,
+                    stop_generating=streamer.cancel,
                 )
             ) as events:
                 async for event in events:

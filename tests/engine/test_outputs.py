@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
-from service.engine.outputs import Mailbox, Output
+from service.engine.base import GenerationFinished, TextDelta
+from service.engine.outputs import Mailbox, Output, stream_outputs
+from service.engine.streamer import Detokenizer
 
 
 class CountingMailbox(Mailbox):
@@ -67,13 +70,45 @@ def test_posts_racing_the_delivery_are_never_lost() -> None:
     assert asyncio.run(scenario()) == list(range(2000))
 
 
-def test_posting_to_a_closed_loop_raises_and_a_later_post_raises_again() -> None:
+def test_posting_to_a_closed_loop_raises_even_with_a_wake_up_queued_before_it_closed() -> None:
     loop = asyncio.new_event_loop()
     mailbox = Mailbox(loop)
     sink = mailbox.sink(asyncio.Queue())
+    sink([1])  # queues a wake-up that will never run
     loop.close()
 
-    with pytest.raises(RuntimeError):
-        sink([1])
     with pytest.raises(RuntimeError):  # not silently queued behind the first
         sink([2])
+    with pytest.raises(RuntimeError):
+        sink([3])
+
+
+def test_a_stop_string_stops_generating_before_the_last_text_goes_out(tokenizer: Any) -> None:
+    token_ids = tokenizer("first line\nsecond line", add_special_tokens=False)["input_ids"]
+
+    async def scenario() -> list[object]:
+        outputs: asyncio.Queue[Output] = asyncio.Queue()
+        outputs.put_nowait((token_ids, False, None))
+        seen: list[object] = []
+        events = stream_outputs(
+            outputs,
+            outputs.get,
+            Detokenizer(tokenizer.backend_tokenizer, ("\n",)),
+            prompt_tokens=3,
+            max_new_tokens=100,
+            queue_s=lambda: 0.0,
+            stop_generating=lambda: seen.append("stop generating"),
+        )
+        async for event in events:
+            seen.append(event)
+        return seen
+
+    seen = asyncio.run(scenario())
+
+    assert seen[0] == "stop generating"
+    delta, finished = seen[1:]
+    assert isinstance(delta, TextDelta)
+    assert delta.text == "first line"
+    assert isinstance(finished, GenerationFinished)
+    assert finished.finish_reason == "stop"
+    assert finished.completion_tokens == delta.completion_tokens < len(token_ids)

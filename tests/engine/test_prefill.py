@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from unittest import mock
 
 import pytest
 
 from service.engine.batch_loop import BatchLoop, BatchRequest
 from service.engine.loader import LoadedModel, load_model
 from service.engine.prefill import length_groups
+from service.engine.running_batch import RunningBatch
 from service.settings import Settings
 from tests.engine.test_batch_loop import Collected, generate_reference, prompt, submit
 
@@ -117,17 +119,77 @@ def test_the_running_stream_gets_a_token_between_chunks(loaded: LoadedModel, chu
     assert len(during_prefill) >= chunks - 1
 
 
-def test_a_cancelled_chunked_prefill_is_dropped_and_the_loop_goes_on(
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> bool:
+    deadline = time.perf_counter() + timeout_s
+    while not condition():
+        if time.perf_counter() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def test_a_chunked_prefill_cancelled_halfway_is_dropped_and_frees_its_place(
     loaded: LoadedModel, chunked_loop: BatchLoop
 ) -> None:
+    _, running = submit(chunked_loop, prompt(loaded, "hello"), 1500)  # one chunk per step
     long_request, joined = submit(chunked_loop, long_prompt(loaded), 5)
-    long_request.cancelled = True
-    _, after = submit(chunked_loop, prompt(loaded, "hello"), 5)
+    assert wait_for(lambda: long_request.started_at is not None), "its first chunk ran"
+    long_request.cancel()
 
-    assert after.finished.wait(30)
-    time.sleep(0.1)
+    assert wait_for(lambda: not chunked_loop._prefilling), "dropped from the chunked prefills"
+    # Its place is free: three more fit beside the running one (four rows in all).
+    more = [submit(chunked_loop, prompt(loaded, "hi"), 5)[1] for _ in range(3)]
+    for collected in more:
+        assert collected.finished.wait(30)
     assert joined.token_ids == []
     assert not joined.finished.is_set()
+    assert not running.finished.is_set()
+
+
+def test_a_burst_of_short_prompts_is_prefilled_a_budget_at_a_time(loaded: LoadedModel) -> None:
+    eos = loaded.tokenizer.eos_token_id
+    loop = BatchLoop(loaded.model, 8, pad_token_id=0, stop_token_ids=[eos], prefill_chunk_tokens=64)
+    try:
+        prompts = [prompt(loaded, f"question number {n}: what is {n} times {n}?") for n in range(8)]
+        submitted = [submit(loop, ids, 6) for ids in prompts]
+        for _, collected in submitted:
+            assert collected.finished.wait(60)
+    finally:
+        loop.stop()
+
+    longest = max(len(ids) for ids in prompts)
+    assert 8 * longest > 64, "the burst is more than one budget"
+    starts = sorted({request.started_at for request, _ in submitted})
+    assert len(starts) >= -(-8 * min(len(ids) for ids in prompts) // 64), "prefilled over several steps"
+    for ids, (_, collected) in zip(prompts, submitted, strict=True):
+        assert collected.token_ids == generate_reference(loaded, ids, 6, 0.0, 0)
+
+
+def test_an_unexpected_failure_fails_the_running_requests_and_the_loop_goes_on(
+    loaded: LoadedModel, chunked_loop: BatchLoop
+) -> None:
+    # Mocked: dropping rows copies the whole cache and can run out of GPU memory, which a CPU
+    # test cannot provoke. The first drop raises as that would.
+    original_keep = RunningBatch.keep
+    calls = {"n": 0}
+
+    def keep_failing_once(self: RunningBatch, rows: list[int]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        original_keep(self, rows)
+
+    with mock.patch.object(RunningBatch, "keep", keep_failing_once):
+        _, running = submit(chunked_loop, prompt(loaded, "hello"), 50)
+        _, ending = submit(chunked_loop, prompt(loaded, "hello"), 1)  # its row is dropped at once
+        assert running.finished.wait(30)
+        assert ending.finished.wait(30)
+        _, after = submit(chunked_loop, prompt(loaded, "hello"), 5)
+        assert after.finished.wait(30), "the loop is still running"
+
+    assert running.error is not None or ending.error is not None
+    assert after.error is None
+    assert len(after.token_ids) == 5
 
 
 def test_a_failing_chunk_fails_its_request_only(loaded: LoadedModel, chunked_loop: BatchLoop) -> None:

@@ -41,11 +41,33 @@ def test_a_cpu_dry_run_leaves_both_parts_results(tmp_path: Path, model_cache_dir
     assert result.returncode == 0, result.stdout + result.stderr
     assert "== single: exit 0" in result.stdout
     assert "== load: exit 0" in result.stdout
-    assert sorted(path.name for path in out.glob("*.md")) == [
+    # At most 8 files: what the device tool brings back from one call.
+    assert sorted(path.name for path in out.iterdir()) == [
+        "engine-bench-cpu-load.json",
         "engine-bench-cpu-load.md",
+        "engine-bench-cpu-single.json",
         "engine-bench-cpu-single.md",
+        "load-logs.tar.gz",
+        "machine.txt",
+        "single-logs.tar.gz",
     ]
-    with tarfile.open(out / "results.tar.gz") as archive:
+    with tarfile.open(out / "single-logs.tar.gz") as archive:
         names = archive.getnames()
-    assert "./engine-bench-cpu-single.json" in names
-    assert "./machine.txt" in names
+    assert "single.log" in names
+    assert any(name.endswith("engine-bench-cpu-single-logs/sequential.log") for name in names)
+
+
+def test_an_unknown_part_is_refused(tmp_path: Path) -> None:
+    env = {**os.environ, "OUT": str(tmp_path), "WHEELS": "none", "PYTHON": sys.executable}
+
+    result = subprocess.run(
+        ["bash", "scripts/gpu_bench.sh", "warp"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "unknown part warp" in result.stderr

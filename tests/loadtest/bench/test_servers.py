@@ -63,3 +63,18 @@ def test_this_branch_detects_whether_the_service_has_an_engine_flag() -> None:
     from service.settings import Settings
 
     assert service_engine_flag_supported() == ("engine" in Settings.model_fields)
+
+
+def test_the_static_cache_server_gets_a_cache_sized_for_the_benchmark() -> None:
+    sequential, static = our_servers(
+        MODEL_DIR, ["sequential", "sequential-static"], "cuda", "bfloat16", 1, True, static_cache_tokens=1536
+    )
+
+    assert shlex.split(static.command)[-5:] == [
+        "--engine",
+        "sequential",
+        "--static-cache",
+        "--static-cache-tokens",
+        "1536",
+    ]
+    assert "--static-cache" not in sequential.command
