@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
 from service.app import create_app
 from service.server import DrainingServer
@@ -14,7 +16,11 @@ from service.settings import Settings
 
 
 def main() -> None:
-    settings = Settings(_cli_parse_args=True)  # type: ignore[call-arg]
+    try:
+        settings = Settings(_cli_parse_args=True)  # type: ignore[call-arg]
+    except ValidationError as exc:  # a bad flag or env var: say which, without a traceback
+        problems = "\n".join(f"  {_field(error)}: {error['msg']}" for error in exc.errors())
+        sys.exit(f"python -m service: invalid settings\n{problems}")
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -34,6 +40,12 @@ def main() -> None:
     # server, so a clean shutdown exits 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.run()
+
+
+def _field(error: Any) -> str:
+    """The flag a validation error is about (the whole settings for a cross-field rule)."""
+    location = error.get("loc") or ()
+    return "--" + str(location[0]).replace("_", "-") if location else "settings"
 
 
 if __name__ == "__main__":

@@ -101,3 +101,25 @@ def test_openapi_schema_documents_every_endpoint(client: Any) -> None:
     for path in ("/v1/chat", "/v1/chat/completions", "/v1/models", "/health", "/ready", "/ping", "/metrics"):
         assert path in paths, path
     assert "text/event-stream" in paths["/v1/chat"]["post"]["responses"]["200"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--port", "0"], "--port: Input should be greater than or equal to 1"),
+        (["--static-cache"], "--static-cache applies to the sequential engine"),
+    ],
+)
+def test_invalid_settings_are_named_without_a_traceback(args: list[str], says: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "--model", "tiny-random", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "python -m service: invalid settings" in result.stderr
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from unittest import mock
 
 import pytest
 
+from service.engine.base import Engine, Message, SamplingParams, TextDelta
 from service.engine.batch_loop import BatchLoop, BatchRequest
+from service.engine.batched import BatchedEngine
 from service.engine.loader import LoadedModel, load_model
 from service.engine.prefill import length_groups
 from service.engine.running_batch import RunningBatch
+from service.engine.sequential import SequentialEngine
 from service.settings import Settings
 from tests.engine.test_batch_loop import Collected, generate_reference, prompt, submit
 
@@ -204,3 +209,30 @@ def test_a_failing_chunk_fails_its_request_only(loaded: LoadedModel, chunked_loo
     assert failed.token_ids == []
     assert running.error is None
     assert len(running.token_ids) == 60
+
+
+def test_the_setting_reaches_the_engine_and_a_chunked_prompt_reads_as_on_the_sequential_engine(
+    model_cache_dir: Path,
+) -> None:
+    long_text = "write a long function that sorts a list of numbers quickly, please " * 6
+    params = SamplingParams(max_new_tokens=16, temperature=0.8, seed=11, ignore_eos=True)
+
+    async def text_on(engine: Engine) -> str:
+        await engine.start()
+        try:
+            if isinstance(engine, BatchedEngine):
+                assert engine._batch_loop is not None
+                assert engine._batch_loop._prefill_chunk_tokens == CHUNK, "the setting reached the loop"
+            prompt_ids = await engine.render_prompt([Message(role="user", content=long_text)])
+            assert len(prompt_ids.token_ids) > 4 * CHUNK
+            events = [event async for event in engine.generate(prompt_ids, params)]
+            return "".join(event.text for event in events if isinstance(event, TextDelta))
+        finally:
+            await engine.close()
+
+    base = {"model": "tiny-random", "cache_dir": model_cache_dir}
+    chunked = BatchedEngine(Settings(**base, engine="batched", prefill_chunk_tokens=CHUNK))
+
+    assert asyncio.run(text_on(chunked)) == asyncio.run(
+        text_on(SequentialEngine(Settings(**base, engine="sequential")))
+    )
