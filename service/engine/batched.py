@@ -26,7 +26,7 @@ from service.engine.base import (
 )
 from service.engine.batch_loop import BatchLoop, BatchRequest
 from service.engine.loader import LoadedModel, load_model
-from service.engine.outputs import Mailbox, Output, stream_outputs
+from service.engine.outputs import LoopMailbox, Output, stream_outputs
 from service.engine.prompt import render_chat
 from service.engine.sampling import random_seed
 from service.engine.streamer import Detokenizer
@@ -49,7 +49,7 @@ class BatchedEngine(Engine):
         self._loader = loader
         self._loaded: LoadedModel | None = None
         self._batch_loop: BatchLoop | None = None
-        self._mailbox_on_loop: Mailbox | None = None
+        self._mailbox = LoopMailbox()
 
     @property
     def context_length(self) -> int:
@@ -100,7 +100,7 @@ class BatchedEngine(Engine):
             top_p=params.top_p,
             seed=params.seed if params.seed is not None else random_seed(),
             stop_token_id=None if params.ignore_eos else loaded.tokenizer.eos_token_id,
-            sink=self._mailbox().sink(outputs),
+            sink=self._mailbox.sink(outputs),
         )
         batch_loop.submit(request)
         detokenizer = Detokenizer(loaded.tokenizer.backend_tokenizer, params.stop)
@@ -122,13 +122,6 @@ class BatchedEngine(Engine):
             # NOTE: also reached when the client left: free the row now. Cancelling a request
             # the loop has already dropped (finished, stop string) is harmless.
             request.cancel()
-
-    def _mailbox(self) -> Mailbox:
-        """The mailbox of the running event loop (tests run one engine on several loops)."""
-        loop = asyncio.get_running_loop()
-        if self._mailbox_on_loop is None or self._mailbox_on_loop.loop is not loop:
-            self._mailbox_on_loop = Mailbox(loop)
-        return self._mailbox_on_loop
 
     @staticmethod
     async def _next_output(batch_loop: BatchLoop, outputs: asyncio.Queue[Output]) -> Output:

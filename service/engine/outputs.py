@@ -1,7 +1,7 @@
 """From an inference thread's token ids to the events the HTTP layer streams.
 
 Both engines run the model on a thread of their own and hand each step's token
-ids to the event loop as an :data:`Output` (through ``call_soon_threadsafe``).
+ids to the event loop as an :data:`Output` (through a :class:`Mailbox`).
 Here, on the event loop, the ids become text (:class:`Detokenizer`), stop strings
 end the generation, and what piled up while the client read slowly goes out as
 one delta.
@@ -61,6 +61,20 @@ class Mailbox:
             pending, self._pending = self._pending, []
         for outputs, item in pending:
             outputs.put_nowait(item)
+
+
+class LoopMailbox:
+    """An engine's Mailbox for the running event loop (tests run one engine on several loops)."""
+
+    def __init__(self) -> None:
+        self._mailbox: Mailbox | None = None
+
+    def sink(self, outputs: asyncio.Queue[Output]) -> Callable[[list[int], bool, BaseException | None], None]:
+        """Call on the event loop: a sink for the inference thread that posts to ``outputs``."""
+        loop = asyncio.get_running_loop()
+        if self._mailbox is None or self._mailbox.loop is not loop:
+            self._mailbox = Mailbox(loop)
+        return self._mailbox.sink(outputs)
 
 
 async def stream_outputs(

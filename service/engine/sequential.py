@@ -33,7 +33,7 @@ from service.engine.base import (
     SamplingParams,
 )
 from service.engine.loader import LoadedModel, load_model
-from service.engine.outputs import Output, stream_outputs
+from service.engine.outputs import LoopMailbox, Output, stream_outputs
 from service.engine.prompt import render_chat
 from service.engine.sampling import SeededSampler, random_seed
 from service.engine.streamer import Detokenizer, GenerationStopped, TokenIdStreamer
@@ -82,6 +82,7 @@ class SequentialEngine(Engine):
         self._loader = loader
         self._loaded: LoadedModel | None = None
         self._thread: InferenceThread | None = None
+        self._mailbox = LoopMailbox()
 
     @property
     def context_length(self) -> int:
@@ -130,12 +131,8 @@ class SequentialEngine(Engine):
     async def _stream(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         loaded = self._require_loaded()
         assert self._thread is not None
-        loop = asyncio.get_running_loop()
         outputs: asyncio.Queue[Output] = asyncio.Queue()
-
-        def sink(token_ids: list[int], finished: bool = False, error: BaseException | None = None) -> None:
-            loop.call_soon_threadsafe(outputs.put_nowait, (token_ids, finished, error))
-
+        sink = self._mailbox.sink(outputs)
         streamer = TokenIdStreamer(sink)
         timing = _QueueTiming(submitted_at=time.perf_counter())
         self._thread.submit(lambda: self._run_generation(loaded, prompt, params, streamer, sink, timing))

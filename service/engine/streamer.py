@@ -97,7 +97,7 @@ class Detokenizer:
 class TokenIdStreamer(BaseStreamer):
     """Receives token ids from ``generate()`` on the inference thread and passes them to ``emit``.
 
-    ``emit`` must not block (the engine passes a ``loop.call_soon_threadsafe`` wrapper).
+    ``emit`` must not block (the engine passes a Mailbox sink: service.engine.outputs).
     """
 
     def __init__(self, emit: Callable[[list[int]], Any]) -> None:

@@ -69,8 +69,8 @@ def chunked_loop(loaded: LoadedModel) -> Iterator[BatchLoop]:
     running.stop()
 
 
-def long_prompt(loaded: LoadedModel) -> list[int]:
-    ids = prompt(loaded, "write a long function that sorts a list of numbers quickly, please " * 6)
+def long_prompt(loaded: LoadedModel, repeats: int = 6) -> list[int]:
+    ids = prompt(loaded, "write a long function that sorts a list of numbers quickly, please " * repeats)
     assert len(ids) > 4 * CHUNK
     return ids
 
@@ -137,7 +137,8 @@ def test_a_chunked_prefill_cancelled_halfway_is_dropped_and_frees_its_place(
     loaded: LoadedModel, chunked_loop: BatchLoop
 ) -> None:
     _, running = submit(chunked_loop, prompt(loaded, "hello"), 1500)  # one chunk per step
-    long_request, joined = submit(chunked_loop, long_prompt(loaded), 5)
+    # Long enough (~75 chunks) that the cancel below lands while it is still being prefilled.
+    long_request, joined = submit(chunked_loop, long_prompt(loaded, repeats=40), 5)
     assert wait_for(lambda: long_request.started_at is not None), "its first chunk ran"
     long_request.cancel()
 
