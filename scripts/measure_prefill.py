@@ -60,7 +60,7 @@ def measure(
         streams = []
         for prompt in prompts:
             stream = Stream()
-            loop.submit(BatchRequest(prompt, tokens, 0.0, 1.0, 0, None, stream))
+            loop.submit(BatchRequest(prompt, tokens, 0.0, 1.0, 0, True, stream))
             streams.append(stream)
             time.sleep(delay_s)
         return streams

@@ -8,11 +8,19 @@ parameters, call :meth:`ChatService.start`, and write the resulting
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 
 from service.admission import AdmissionController
-from service.engine.base import Engine, InvalidPromptError, Message, SamplingParams
+from service.engine.base import (
+    DEFAULT_TEMPLATE,
+    Engine,
+    InvalidPromptError,
+    Message,
+    SamplingParams,
+    TemplateOptions,
+)
 from service.errors import APIError
 from service.generation import ChatGeneration
 from service.instance import current_instance
@@ -59,7 +67,9 @@ class ChatService:
         ignore_eos: bool,
         param_name: str = "max_new_tokens",
     ) -> SamplingParams:
-        """Apply the server's default and limit for max_new_tokens. Raises :class:`APIError`."""
+        """Apply the server's limit for max_new_tokens, and its default when not given (which
+        :meth:`start` then lowers to what the context leaves, with ``fit_to_context``).
+        Raises :class:`APIError`."""
         limit = self.settings.max_new_tokens_limit
         if max_new_tokens is None:
             max_new_tokens = min(self.settings.max_new_tokens, limit)
@@ -89,10 +99,28 @@ class ChatService:
             stop=stop_tuple(body.stop),
             ignore_eos=body.ignore_eos,
         )
-        return await self.start([Message(role=m.role, content=m.content) for m in body.messages], params)
+        template = TemplateOptions(
+            add_generation_prompt=body.add_generation_prompt,
+            continue_final_message=body.continue_final_message,
+        )
+        messages = [Message(role=m.role, content=m.content) for m in body.messages]
+        return await self.start(messages, params, template, fit_to_context=body.max_new_tokens is None)
 
-    async def start(self, messages: Sequence[Message], params: SamplingParams) -> ChatGeneration:
+    async def start(
+        self,
+        messages: Sequence[Message],
+        params: SamplingParams,
+        template: TemplateOptions = DEFAULT_TEMPLATE,
+        *,
+        fit_to_context: bool = False,
+        param_name: str = "max_new_tokens",
+    ) -> ChatGeneration:
         """Check the request against the model and admit it; its generation waits for a slot in ``texts()``.
+
+        ``fit_to_context``: the client asked for no length, so ``params.max_new_tokens`` (the
+        server's default) is lowered to what the context leaves after the prompt instead of
+        refusing a long prompt for a default it never asked for. ``param_name``: the length field
+        the client sent, for the error message.
 
         Raises :class:`APIError`: 400 for a prompt the model cannot take, 429 when
         the queue is full, 503 while loading or draining.
@@ -106,16 +134,20 @@ class ChatService:
         if not self.engine.ready:
             raise APIError(503, f"not ready: {self.engine.status.reason}", headers={"Retry-After": "5"})
         try:
-            prompt = await self.engine.render_prompt(messages)
+            prompt = await self.engine.render_prompt(messages, template)
         except InvalidPromptError as exc:
             raise APIError(400, str(exc), param=exc.param, code="invalid_messages") from exc
-        budget = self.engine.context_length - params.max_new_tokens
-        if len(prompt.token_ids) > budget:
+        context_length = self.engine.context_length
+        room = context_length - len(prompt.token_ids)
+        if fit_to_context and 0 < room < params.max_new_tokens:
+            params = dataclasses.replace(params, max_new_tokens=room)
+        if params.max_new_tokens > room:
+            asked = "" if fit_to_context else f" and {params.max_new_tokens} new tokens were asked for"
+            lower = "" if fit_to_context else f" or lower {param_name}"
             raise APIError(
                 400,
-                f"the prompt has {len(prompt.token_ids)} tokens and {params.max_new_tokens} new tokens "
-                f"were asked for, but the model's context is {self.engine.context_length} tokens: "
-                "shorten the messages or lower max_new_tokens",
+                f"the prompt has {len(prompt.token_ids)} tokens{asked}, but the model's context is "
+                f"{context_length} tokens: shorten the messages{lower}",
                 param="messages",
                 code="context_length_exceeded",
             )

@@ -13,6 +13,20 @@ Temperature = Annotated[
 ]
 TopP = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
 MAX_STOP_STRINGS = 8
+AddGenerationPrompt = Annotated[
+    bool | None,
+    Field(
+        description="Open the assistant's turn after the messages (default: unless the final "
+        "message is continued)."
+    ),
+]
+ContinueFinalMessage = Annotated[
+    bool | None,
+    Field(
+        description="Continue the final (assistant) message instead of starting a new one, e.g. a "
+        "prefilled answer (default: when the conversation ends with the assistant's message)."
+    ),
+]
 StopStrings = Annotated[
     str | list[Annotated[str, Field(min_length=1)]] | None,
     Field(description=f"Stop before any of these strings (at most {MAX_STOP_STRINGS})."),
@@ -53,13 +67,18 @@ class ChatRequest(BaseModel):
         description="The conversation; a plain string is taken as one user message."
     )
     max_new_tokens: int | None = Field(
-        None, ge=1, description="Tokens to generate at most (default: the server's setting)."
+        None,
+        ge=1,
+        description="Tokens to generate at most (default: the server's setting, or what the "
+        "context leaves after the prompt if that is less).",
     )
     temperature: Temperature = 1.0
     top_p: TopP = 1.0
     seed: int | None = Field(None, ge=0, lt=2**63, description="Same seed, same text.")
     stop: StopStrings = None
     ignore_eos: bool = Field(False, description="Generate exactly max_new_tokens tokens.")
+    add_generation_prompt: AddGenerationPrompt = None
+    continue_final_message: ContinueFinalMessage = None
 
     @field_validator("messages", mode="before")
     @classmethod
@@ -156,6 +175,8 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     ignore_eos: bool = Field(False, description="Extension: generate exactly max_tokens tokens.")
+    add_generation_prompt: AddGenerationPrompt = None
+    continue_final_message: ContinueFinalMessage = None
     # OpenAI fields this server cannot honour: declared so that asking for them is a 400
     # naming the field, not plain text with no hint that the request was not understood.
     tools: list[dict[str, Any]] | None = Field(None, description="Not supported: must be absent or empty.")

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.engine.builtin_models import describe_builtin_models
+
 DEFAULT_MODEL_ID = "mistralai/Mistral-7B-Instruct-v0.3"
 
 
@@ -35,13 +37,15 @@ class Settings(BaseSettings):
     model: str = Field(
         DEFAULT_MODEL_ID,
         validation_alias=AliasChoices("model", "model_id"),
-        description="Hugging Face model id, a local model directory, 'tiny-random' "
-        "(a built-in 1M-parameter model with random weights, for tests and CPU demos), or "
-        "'random:<config>' (an architecture with random weights, for benchmarks; "
-        "'random:mistral-7b' is bundled).",
+        description="Hugging Face model id, a local model directory, a GGUF file (or a directory "
+        "holding one; converted once into --cache-dir), a built-in name: "
+        f"{describe_builtin_models()}; or 'random:<config>' (an architecture with random weights, "
+        "for benchmarks; 'random:mistral-7b' is bundled).",
     )
     served_model_name: str | None = Field(
-        None, description="Name reported by /v1/models and in responses (default: the model id)."
+        None,
+        description="Name reported by /v1/models and in responses, and the only 'model' requests may "
+        "name (default: the model id; a local path's base name).",
     )
     host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers).")
     port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
@@ -86,7 +90,18 @@ class Settings(BaseSettings):
         description="torch intra-op threads; 0 means all cores but one, which is left to the "
         "event loop that streams the tokens (README: Performance).",
     )
-    max_new_tokens: int = Field(512, ge=1, description="Tokens generated when a request does not say.")
+    max_model_len: int = Field(
+        0,
+        ge=0,
+        description="Most tokens a request may use, prompt and completion together (vLLM's "
+        "--max-model-len); 0: the model's context length.",
+    )
+    max_new_tokens: int = Field(
+        512,
+        ge=1,
+        description="Tokens generated when a request does not say (fewer when the prompt leaves less "
+        "room in the context).",
+    )
     max_new_tokens_limit: int = Field(4096, ge=1, description="Largest max_new_tokens a request may ask for.")
     api_key: SecretStr | None = Field(
         None,
@@ -139,7 +154,7 @@ class Settings(BaseSettings):
     )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
-        description="Where built-in models (tiny-random) are built on first use.",
+        description="Where built-in models are built and GGUF files converted, once, on first use.",
     )
     warmup_tokens: int = Field(
         4, ge=0, description="Tokens generated at start-up before /ready turns 200 (0: no warm-up)."
@@ -170,5 +185,12 @@ class Settings(BaseSettings):
 
     @property
     def model_name(self) -> str:
-        """The name clients see for the served model."""
-        return self.served_model_name or self.model
+        """The name clients see for the served model: a local path is served under its base name."""
+        if self.served_model_name:
+            return self.served_model_name
+        path = Path(self.model).expanduser()
+        if path.is_file():
+            return path.name.removesuffix(".gguf")
+        if path.is_dir():
+            return path.resolve().name
+        return self.model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -80,6 +81,54 @@ def small_mistral_config(tmp_path: Path) -> Callable[..., Path]:
         return directory
 
     return write
+
+
+@pytest.fixture(scope="session")
+def real_model_cache_dir() -> Path:
+    """Where the real model (smollm2-135m: 540 MB, ~30 s to fetch and convert) is built: the
+    user's cache, shared across test runs, since a build is deterministic and atomic.
+    $LLM_SERVING_TEST_CACHE overrides it."""
+    override = os.environ.get("LLM_SERVING_TEST_CACHE")
+    return Path(override) if override else Settings(model="smollm2-135m").cache_dir
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(real_model_cache_dir: Path) -> Path:
+    from service.engine.smollm2 import ensure_smollm2
+
+    return ensure_smollm2(real_model_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def make_real_settings(
+    real_model_cache_dir: Path, smollm2_dir: Path, engine_name: str
+) -> Callable[..., Settings]:
+    """Settings for the built-in real model on the engine under test (overrides as keywords)."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "model": "smollm2-135m",
+            "cache_dir": real_model_cache_dir,
+            "engine": engine_name,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def real_server_url(make_real_settings: Callable[..., Settings]) -> Iterator[str]:
+    """A live server on the real model (smollm2-135m), shared by the tests that only send requests."""
+    with serve(create_app(make_real_settings())) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer(smollm2_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir)
 
 
 @pytest.fixture(scope="session")

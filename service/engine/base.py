@@ -33,6 +33,43 @@ class Message:
 
 
 @dataclass(frozen=True)
+class TemplateOptions:
+    """How the chat template renders the end of the conversation (vLLM's fields of these names).
+
+    None means the default: a conversation that ends with the assistant's message is
+    continued (the reply goes on from that text, e.g. a prefilled answer), any other gets
+    the assistant's turn opened.
+    """
+
+    add_generation_prompt: bool | None = None
+    continue_final_message: bool | None = None
+
+    def resolve(self, last_role: str) -> tuple[bool, bool]:
+        """``(add_generation_prompt, continue_final_message)`` for a conversation ending with
+        ``last_role``. Raises :class:`InvalidPromptError` for a combination that cannot work."""
+        continue_final = self.continue_final_message
+        if continue_final is None:
+            continue_final = last_role == "assistant" and self.add_generation_prompt is not True
+        add_generation_prompt = (
+            self.add_generation_prompt if self.add_generation_prompt is not None else not continue_final
+        )
+        if continue_final and add_generation_prompt:
+            raise InvalidPromptError(
+                "add_generation_prompt and continue_final_message cannot both be true",
+                param="continue_final_message",
+            )
+        if continue_final and last_role != "assistant":
+            raise InvalidPromptError(
+                f"continue_final_message needs the last message to be the assistant's, not the {last_role}'s",
+                param="continue_final_message",
+            )
+        return add_generation_prompt, continue_final
+
+
+DEFAULT_TEMPLATE = TemplateOptions()
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     """How to generate one completion. ``temperature == 0`` means greedy decoding."""
 
@@ -182,7 +219,9 @@ class Engine(ABC):
         """Prepare to serve, so the first request pays for no lazy initialisation."""
 
     @abstractmethod
-    async def render_prompt(self, messages: Sequence[Message]) -> Prompt:
+    async def render_prompt(
+        self, messages: Sequence[Message], template: TemplateOptions = DEFAULT_TEMPLATE
+    ) -> Prompt:
         """Apply the chat template and tokenize. Raises :class:`InvalidPromptError`."""
 
     @abstractmethod

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -41,7 +41,7 @@ class BatchRequest:
     temperature: float
     top_p: float
     seed: int
-    stop_token_id: int | None  # None: generate exactly max_new_tokens (ignore_eos)
+    ignore_eos: bool  # True: generate exactly max_new_tokens, the stop tokens masked
     sink: TokenSink
     submitted_at: float = field(default_factory=time.perf_counter)
     started_at: float | None = None  # its prefill began
@@ -60,9 +60,9 @@ class BatchRequest:
 class BatchLoop:
     """Runs the batch on one thread; :meth:`submit` from any thread.
 
-    ``stop_token_ids`` are masked out for requests that ignore them (``stop_token_id``
-    None), as ``min_new_tokens`` does in ``generate()``, so that both engines give the
-    same text for the same seed.
+    Any of ``stop_token_ids`` (the model's EOS tokens) ends a request; for requests that
+    ignore them they are masked out, as ``min_new_tokens`` does in ``generate()``, so that
+    both engines give the same text for the same seed.
     """
 
     def __init__(
@@ -70,7 +70,7 @@ class BatchLoop:
         model: torch.nn.Module,
         max_batch_size: int,
         pad_token_id: int,
-        stop_token_ids: list[int],
+        stop_token_ids: Sequence[int],
         prefill_chunk_tokens: int = 512,
     ) -> None:
         self._model = model
@@ -78,7 +78,7 @@ class BatchLoop:
         self._prefill_chunk_tokens = prefill_chunk_tokens
         self._prefilling: list[ChunkedPrefill] = []  # long prompts, a chunk per iteration
         self._pad_token_id = pad_token_id
-        self._stop_token_ids = stop_token_ids
+        self._stop_token_ids = frozenset(stop_token_ids)
         self._device = next(model.parameters()).device
         self._pending: queue.SimpleQueue[BatchRequest | None] = queue.SimpleQueue()
         self._waiting: list[BatchRequest] = []
@@ -209,9 +209,10 @@ class BatchLoop:
 
     def _sample(self, requests: list[BatchRequest], logits: torch.Tensor) -> torch.Tensor:
         scores = logits.float()
-        ignoring = [row for row, request in enumerate(requests) if request.stop_token_id is None]
+        ignoring = [row for row, request in enumerate(requests) if request.ignore_eos]
         if ignoring and self._stop_token_ids:
-            scores[torch.tensor(ignoring).unsqueeze(-1), torch.tensor(self._stop_token_ids)] = float("-inf")
+            stop_ids = torch.tensor(sorted(self._stop_token_ids))
+            scores[torch.tensor(ignoring).unsqueeze(-1), stop_ids] = float("-inf")
         if any(request.temperature > 0 for request in requests):
             device = scores.device
             scores = apply_sampling(
@@ -229,7 +230,8 @@ class BatchLoop:
         for row, token_id in enumerate(token_ids, start=first):
             request = batch.requests[row]
             request.generated += 1
-            finished = request.generated >= request.max_new_tokens or token_id == request.stop_token_id
+            stopped = token_id in self._stop_token_ids and not request.ignore_eos
+            finished = stopped or request.generated >= request.max_new_tokens
             _tell(request, [token_id], finished, None)
             if not finished and not request.cancelled:
                 keep.append(row)

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from service.engine.base import (
+    DEFAULT_TEMPLATE,
     Engine,
     EngineError,
     EngineState,
@@ -23,6 +24,7 @@ from service.engine.base import (
     Message,
     Prompt,
     SamplingParams,
+    TemplateOptions,
 )
 from service.engine.batch_loop import BatchLoop, BatchRequest
 from service.engine.loader import LoadedModel, load_model
@@ -63,26 +65,26 @@ class BatchedEngine(Engine):
         """Start the batch loop, then one short generation."""
         loaded = self._loaded
         assert loaded is not None
-        tokenizer = loaded.tokenizer
-        eos = tokenizer.eos_token_id
         self._batch_loop = BatchLoop(
             loaded.model,
             self.max_concurrency,
-            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
-            stop_token_ids=[] if eos is None else [eos],
+            pad_token_id=loaded.pad_token_id,
+            stop_token_ids=loaded.eos_token_ids,
             prefill_chunk_tokens=self._settings.prefill_chunk_tokens,
         )
         if self._settings.warmup_tokens == 0:
             return
-        prompt = await render_chat(tokenizer, [Message(role="user", content="Hello")])
+        prompt = await render_chat(loaded.tokenizer, [Message(role="user", content="Hello")])
         params = SamplingParams(max_new_tokens=self._settings.warmup_tokens, ignore_eos=True)
         async for _ in self._stream(self._batch_loop, loaded, prompt, params):
             pass
 
-    async def render_prompt(self, messages: Sequence[Message]) -> Prompt:
+    async def render_prompt(
+        self, messages: Sequence[Message], template: TemplateOptions = DEFAULT_TEMPLATE
+    ) -> Prompt:
         if self._loaded is None:
             raise EngineError(f"engine is not ready: {self.status.reason}")
-        return await render_chat(self._loaded.tokenizer, messages)
+        return await render_chat(self._loaded.tokenizer, messages, template)
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         if not self.ready or self._batch_loop is None or self._loaded is None:
@@ -99,7 +101,7 @@ class BatchedEngine(Engine):
             temperature=params.temperature,
             top_p=params.top_p,
             seed=params.seed if params.seed is not None else random_seed(),
-            stop_token_id=None if params.ignore_eos else loaded.tokenizer.eos_token_id,
+            ignore_eos=params.ignore_eos,
             sink=self._mailbox.sink(outputs),
         )
         batch_loop.submit(request)

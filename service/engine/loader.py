@@ -11,8 +11,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from service.engine.builtin_models import BUILTIN_MODELS
+from service.engine.gguf_model import ensure_converted, find_gguf_file
 from service.engine.random_model import is_random_model, load_random_model
-from service.engine.tiny_model import TINY_MODEL_NAME, ensure_tiny_model
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,9 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     context_length: int
+    # Every token that ends a completion: generation_config's (an int or a list) and the tokenizer's.
+    eos_token_ids: tuple[int, ...]
+    pad_token_id: int
 
     def describe(self) -> dict[str, str]:
         return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
@@ -52,9 +56,13 @@ def torch_threads(settings: Settings) -> int:
 
 
 def resolve_model_path(settings: Settings) -> str:
-    """A Hugging Face id or a local directory; built-in names are built on first use."""
-    if settings.model == TINY_MODEL_NAME:
-        return str(ensure_tiny_model(Path(settings.cache_dir)))
+    """A Hugging Face id or a local directory: built-in names are built and GGUF files converted
+    on first use, into the cache directory."""
+    cache_dir = Path(settings.cache_dir)
+    if builtin := BUILTIN_MODELS.get(settings.model):
+        return str(builtin.ensure(cache_dir))
+    if gguf_file := find_gguf_file(settings.model):
+        return str(ensure_converted(gguf_file, cache_dir))
     return settings.model
 
 
@@ -75,18 +83,37 @@ def load_model(settings: Settings) -> LoadedModel:
     if not tokenizer.chat_template:
         raise ValueError(f"{settings.model}: the tokenizer has no chat template")
     model.eval()
+    eos_token_ids = _eos_token_ids(model, tokenizer)
+    if not eos_token_ids:
+        raise ValueError(
+            f"{settings.model}: neither the generation config nor the tokenizer names an EOS token"
+        )
+    pad_token_id = tokenizer.pad_token_id
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
         device=device,
         dtype=dtype,
-        context_length=_context_length(model.config, tokenizer),
+        context_length=_context_length(model.config, tokenizer, settings.max_model_len),
+        eos_token_ids=eos_token_ids,
+        pad_token_id=pad_token_id if pad_token_id is not None else eos_token_ids[0],
     )
 
 
-def _context_length(config: Any, tokenizer: Any) -> int:
+def _eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
+    """Instruct models often end a turn with another token than the tokenizer's EOS (Llama-3's
+    <|eot_id|>, Qwen2.5's <|im_end|>): generation_config lists them all."""
+    generation_config = getattr(model, "generation_config", None)
+    declared = getattr(generation_config, "eos_token_id", None)
+    ids = [declared] if isinstance(declared, int) else list(declared or [])
+    ids.append(tokenizer.eos_token_id)
+    return tuple(dict.fromkeys(i for i in ids if isinstance(i, int)))
+
+
+def _context_length(config: Any, tokenizer: Any, max_model_len: int) -> int:
     from_config = getattr(config, "max_position_embeddings", None)
     # Tokenizers without a limit report a huge sentinel (int(1e30)).
     from_tokenizer = getattr(tokenizer, "model_max_length", None)
     candidates = [n for n in (from_config, from_tokenizer) if isinstance(n, int) and n < 10**9]
-    return min(candidates) if candidates else 4096
+    model_limit = min(candidates) if candidates else 4096
+    return min(model_limit, max_model_len) if max_model_len else model_limit

@@ -24,6 +24,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from service.engine.base import (
+    DEFAULT_TEMPLATE,
     Engine,
     EngineError,
     EngineState,
@@ -31,6 +32,7 @@ from service.engine.base import (
     Message,
     Prompt,
     SamplingParams,
+    TemplateOptions,
 )
 from service.engine.loader import LoadedModel, load_model
 from service.engine.outputs import LoopMailbox, Output, stream_outputs
@@ -120,8 +122,10 @@ class SequentialEngine(Engine):
         async for _ in self._stream(prompt, params):
             pass
 
-    async def render_prompt(self, messages: Sequence[Message]) -> Prompt:
-        return await render_chat(self._require_loaded().tokenizer, messages)
+    async def render_prompt(
+        self, messages: Sequence[Message], template: TemplateOptions = DEFAULT_TEMPLATE
+    ) -> Prompt:
+        return await render_chat(self._require_loaded().tokenizer, messages, template)
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         if not self.ready:
@@ -174,7 +178,7 @@ class SequentialEngine(Engine):
                     input_ids,
                     attention_mask=torch.ones_like(input_ids),
                     streamer=streamer,
-                    **_generate_kwargs(params, loaded.tokenizer, len(prompt.token_ids)),
+                    **_generate_kwargs(params, loaded, len(prompt.token_ids)),
                     **self._cache_kwargs(),
                 )
         except Exception as exc:
@@ -214,11 +218,12 @@ class SequentialEngine(Engine):
         return self._loaded
 
 
-def _generate_kwargs(params: SamplingParams, tokenizer: Any, prompt_length: int) -> dict[str, Any]:
-    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+def _generate_kwargs(params: SamplingParams, loaded: LoadedModel, prompt_length: int) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "max_new_tokens": params.max_new_tokens,
-        "pad_token_id": pad_token_id,
+        # Every EOS the model declares ends the completion, as in the batched engine.
+        "eos_token_id": list(loaded.eos_token_ids),
+        "pad_token_id": loaded.pad_token_id,
         "do_sample": False,
         "temperature": None,
         "top_p": None,
@@ -235,7 +240,7 @@ def _generate_kwargs(params: SamplingParams, tokenizer: Any, prompt_length: int)
         )
         kwargs["logits_processor"] = LogitsProcessorList([sampler])
     if params.ignore_eos:
-        # The EOS token is masked until max_new_tokens: the length is exact.
+        # The EOS tokens are masked until max_new_tokens: the length is exact.
         kwargs["min_new_tokens"] = params.max_new_tokens
     return kwargs
 

@@ -67,12 +67,20 @@ def _longest_prefix_at_end(text: str, stop: str) -> int:
 
 
 class Detokenizer:
-    """Token ids in, text out, with stop strings; one per request, used on one thread."""
+    """Token ids in, text out, with stop strings; one per request, used on one thread.
+
+    The text is what ``tokenizer.decode`` gives for the same ids, also when generation
+    ends in the middle of a multi-byte character: ``DecodeStream`` holds such bytes back,
+    waiting for the rest, so :meth:`finish` decodes what it still holds.
+    """
 
     def __init__(self, tokenizer: Tokenizer, stop: Sequence[str]) -> None:
         self._tokenizer = tokenizer
         self._decoder = DecodeStream(skip_special_tokens=True)
         self._stop_matcher = StopStringMatcher(stop)
+        self._token_ids: list[int] = []
+        self._decoded: list[str] = []  # the pieces DecodeStream gave, before stop strings
+        self._held_back = 0  # trailing ids that DecodeStream has not turned into text yet
         self.completion_tokens = 0
         self.stop_matched = False
 
@@ -83,15 +91,30 @@ class Detokenizer:
             if self.stop_matched:
                 break
             self.completion_tokens += 1
+            self._token_ids.append(token_id)
             piece = self._decoder.step(self._tokenizer, token_id)
-            if piece:  # empty: a partial UTF-8 sequence or a special token
-                shown, self.stop_matched = self._stop_matcher.feed(piece)
-                text += shown
+            if not piece:  # a partial UTF-8 sequence or a special token
+                self._held_back += 1
+                continue
+            self._held_back = 0
+            self._decoded.append(piece)
+            shown, self.stop_matched = self._stop_matcher.feed(piece)
+            text += shown
         return text
 
     def finish(self) -> str:
-        """Text held back at the end of generation because it could have become a stop string."""
-        return "" if self.stop_matched else self._stop_matcher.flush()
+        """The text still held back at the end of generation: bytes of an unfinished character
+        (as ``decode`` shows them) and text that could have become a stop string."""
+        if self.stop_matched:
+            return ""
+        text = ""
+        if self._held_back:
+            decoded = "".join(self._decoded)
+            full = self._tokenizer.decode(self._token_ids, skip_special_tokens=True)
+            if full.startswith(decoded):
+                text, self.stop_matched = self._stop_matcher.feed(full[len(decoded) :])
+            self._held_back = 0
+        return text if self.stop_matched else text + self._stop_matcher.flush()
 
 
 class TokenIdStreamer(BaseStreamer):

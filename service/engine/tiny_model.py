@@ -4,17 +4,12 @@ It exists so the server, the tests and the CPU demo run with no download. The
 weights are random, so its text is gibberish; everything around it (tokenizer,
 chat template, generation, streaming) is the real code path a 7B model takes.
 
-The build is deterministic (fixed seeds, fixed training corpus) and goes into a
-cache directory on first use, written to a temporary directory and renamed into
-place so that concurrent processes never see a half-written model.
+The build is deterministic (fixed seeds, fixed training corpus) and goes into the
+cache directory on first use (service.engine.model_cache).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +17,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
 
-logger = logging.getLogger(__name__)
+from service.engine.model_cache import build_once
 
 TINY_MODEL_NAME = "tiny-random"
 TINY_MODEL_VERSION = "v1"
@@ -109,23 +104,7 @@ def build_tiny_model(out_dir: Path) -> None:
 
 def ensure_built(recipe: RandomMistralRecipe, cache_dir: Path) -> Path:
     """Return ``recipe``'s directory under ``cache_dir``, building it first if it is not there."""
-    target = recipe.directory(cache_dir)
-    if (target / "config.json").exists():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
-    try:
-        build_model(recipe, staging)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            # Another process finished first; its build is identical.
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info("built %s into %s", recipe.name, target)
-    return target
+    return build_once(recipe.directory(cache_dir), lambda staging: build_model(recipe, staging))
 
 
 def build_model(recipe: RandomMistralRecipe, out_dir: Path) -> None:

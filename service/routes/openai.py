@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from service.chat_service import ChatService
-from service.engine.base import Message
+from service.engine.base import Message, TemplateOptions
 from service.errors import APIError
 from service.generation import ChatGeneration
 from service.routes.cancellation import with_cancellation
@@ -57,20 +57,36 @@ async def chat_completions(
     service: Annotated[ChatService, Depends(get_chat_service)],
     request: Request,
 ) -> ChatCompletion | GenerationStream:
+    model = service.engine.model_name
+    if body.model is not None and body.model != model:
+        # OpenAI's and vLLM's answer to a model the server does not serve.
+        raise APIError(
+            404,
+            f"the model {body.model!r} does not exist: this server serves {model!r}",
+            param="model",
+            code="model_not_found",
+        )
     messages = [Message(role=m.chat_role, content=m.text()) for m in body.messages]
     use_completion_tokens = body.max_completion_tokens is not None
+    max_new_tokens = body.max_completion_tokens if use_completion_tokens else body.max_tokens
+    length_field = "max_completion_tokens" if use_completion_tokens else "max_tokens"
     params = service.sampling_params(
-        max_new_tokens=body.max_completion_tokens if use_completion_tokens else body.max_tokens,
+        max_new_tokens=max_new_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
         seed=body.seed,
         stop=stop_tuple(body.stop),
         ignore_eos=body.ignore_eos,
-        param_name="max_completion_tokens" if use_completion_tokens else "max_tokens",
+        param_name=length_field,
     )
-    generation = await service.start(messages, params)
+    template = TemplateOptions(
+        add_generation_prompt=body.add_generation_prompt,
+        continue_final_message=body.continue_final_message,
+    )
+    generation = await service.start(
+        messages, params, template, fit_to_context=max_new_tokens is None, param_name=length_field
+    )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    model = service.engine.model_name
     if body.stream:
         options = body.stream_options or StreamOptions()
         chunks = _chunks(

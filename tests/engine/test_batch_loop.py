@@ -74,7 +74,7 @@ def submit(
     batch_loop: BatchLoop, prompt_ids: list[int], tokens: int, temperature: float = 0.0, seed: int = 0
 ) -> tuple[BatchRequest, Collected]:
     collected = Collected()
-    request = BatchRequest(prompt_ids, tokens, temperature, TOP_P, seed, None, collected)
+    request = BatchRequest(prompt_ids, tokens, temperature, TOP_P, seed, True, collected)
     batch_loop.submit(request)
     return request, collected
 

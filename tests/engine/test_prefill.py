@@ -108,11 +108,11 @@ class Timed(Collected):
 
 def test_the_running_stream_gets_a_token_between_chunks(loaded: LoadedModel, chunked_loop: BatchLoop) -> None:
     running, joined = Timed(), Timed()
-    running_request = BatchRequest(prompt(loaded, "hello"), 400, 0.0, 1.0, 0, None, running)
+    running_request = BatchRequest(prompt(loaded, "hello"), 400, 0.0, 1.0, 0, True, running)
     chunked_loop.submit(running_request)
     time.sleep(0.05)
     long_ids = long_prompt(loaded)
-    long_request = BatchRequest(long_ids, 2, 0.0, 1.0, 0, None, joined)
+    long_request = BatchRequest(long_ids, 2, 0.0, 1.0, 0, True, joined)
     chunked_loop.submit(long_request)
 
     assert joined.finished.wait(60)
