@@ -13,6 +13,7 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 ARG MODEL_ID=mistralai/Mistral-7B-Instruct-v0.3
 # 1: download the weights at build time (fastest cold start); 0: at start, into $HF_HOME.
+# Built-in models (MODEL_ID=smollm2-135m) are built into $CACHE_DIR, at build time with 1.
 ARG BAKE_WEIGHTS=0
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -22,6 +23,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     HF_HOME=/models/huggingface \
+    CACHE_DIR=/models/llm-serving \
     MODEL_ID=$MODEL_ID \
     HOST=0.0.0.0 \
     PORT=8000
@@ -35,7 +37,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv "$VIRTUAL_ENV" \
     && useradd --create-home --uid 1001 --shell /usr/sbin/nologin app \
-    && mkdir -p "$HF_HOME" \
+    && mkdir -p "$HF_HOME" "$CACHE_DIR" \
     && chown -R app:app /models
 
 WORKDIR /app

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch first and pinned: on a CPU machine an unpinned torch pulls several GB of CUDA wheels.
 TORCH_SPEC ?= torch==2.13.0
-MODEL ?= tiny-random
+MODEL ?= smollm2-135m
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=

@@ -15,6 +15,9 @@ from pathlib import Path
 
 from huggingface_hub import snapshot_download
 
+from service.engine.builtin_models import BUILTIN_MODELS
+from service.settings import Settings
+
 logger = logging.getLogger("fetch_weights")
 
 SECRET_PATH = Path("/run/secrets/hf_token")
@@ -37,10 +40,15 @@ def read_token(secret_path: Path = SECRET_PATH) -> str | None:
 def fetch(model_id: str, secret_path: Path = SECRET_PATH) -> str | None:
     """Download ``model_id`` into the Hugging Face cache; return its local path.
 
-    Built-in models (tiny-random) and local directories need no download: returns None.
+    A built-in model is built into the service's cache directory ($CACHE_DIR) instead, so
+    that a baked image starts without building it; a local path needs nothing.
     """
-    if model_id == "tiny-random" or Path(model_id).is_dir():
-        logger.info("%s needs no download", model_id)
+    if builtin := BUILTIN_MODELS.get(model_id):
+        path = builtin.ensure(Settings(model=model_id).cache_dir)
+        logger.info("%s is built in %s", model_id, path)
+        return str(path)
+    if Path(model_id).exists():
+        logger.info("%s is a local path: nothing to download", model_id)
         return None
     path = snapshot_download(
         repo_id=model_id,

@@ -1,7 +1,7 @@
 """``python loadtest/bench_engine.py``: raw generate, our engines and ``transformers serve``, in one run.
 
-On one model (bench-10m: ~10M parameters, Mistral architecture, random weights,
-built offline) and with one HTTP client (loadtest/clients, OpenAI-compatible) for
+On one model (the built-in real model smollm2-135m by default; bench-10m, ~10M
+random-weight parameters, is the overhead-bound case) and with one HTTP client (loadtest/clients, OpenAI-compatible) for
 every server, it measures raw in-process ``model.generate`` tokens/s and prefill;
 each server's single stream (tokens/s, TTFT) as a ratio to raw; aggregate tokens/s and
 p50/p99 TTFT at each concurrency level; it prints one table with the issue's targets
@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from loadtest.bench.bandwidth import memory_bound
 from loadtest.bench.measure import BenchPlan, measure_server
-from loadtest.bench.model import BENCH_MODEL_NAME, resolve_bench_model
+from loadtest.bench.model import resolve_bench_model
 from loadtest.bench.raw import load_raw_generator
 from loadtest.bench.servers import (
     DEFAULT_ENGINES,
@@ -62,8 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--model",
-        default=BENCH_MODEL_NAME,
-        help="'bench-10m', 'tiny-random', 'random:<config>' (e.g. random:mistral-7b) or a model directory",
+        default="smollm2-135m",
+        help="'smollm2-135m' (real weights), 'bench-10m' (random weights, overhead-bound), 'tiny-random', "
+        "'random:<config>' (e.g. random:mistral-7b) or a model directory",
     )
     parser.add_argument("--tokens", type=int, default=128, help="tokens per request, exact (512 on a GPU)")
     parser.add_argument("--concurrency", type=_int_list, default=[1, 4, 8, 16], help="levels, e.g. 1,4,8,16")

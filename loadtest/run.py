@@ -1,6 +1,6 @@
 """``python loadtest/run.py``: measure cold start, TTFT, latency, tokens/s and cost of one deployment.
 
-    python loadtest/run.py --spawn "python -m service --model tiny-random" --out runs/local
+    python loadtest/run.py --spawn "python -m service --model smollm2-135m" --out runs/local
     python loadtest/run.py --url https://...modal.run --provider modal --gpu A100-80GB --out runs/modal
     python loadtest/run.py --compare runs/local runs/modal --out runs/compare
 
@@ -105,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--memory-gib", type=float, help="Modal, Beam: memory billed, GiB (default: what the shim reserves)"
     )
     parser.add_argument(
-        "--spawn", help='start this server command first, e.g. "python -m service --model tiny-random"'
+        "--spawn", help='start this server command first, e.g. "python -m service --model smollm2-135m"'
     )
     parser.add_argument("--spawn-timeout", type=float, default=600.0, help="seconds to wait for /ready")
     parser.add_argument(

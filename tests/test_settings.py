@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -40,6 +42,26 @@ def test_flags_override_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_served_model_name_defaults_to_the_model() -> None:
     assert Settings(model="a/b").model_name == "a/b"
     assert Settings(model="a/b", served_model_name="mistral").model_name == "mistral"
+    assert Settings(model="smollm2-135m").model_name == "smollm2-135m"
+
+
+def test_a_local_path_is_served_under_its_base_name(tmp_path: Path) -> None:
+    directory = tmp_path / "models" / "my-model"
+    directory.mkdir(parents=True)
+    gguf = tmp_path / "models" / "llama-3.2-1b.Q4_0.gguf"
+    gguf.write_bytes(b"GGUF")
+
+    assert Settings(model=str(directory)).model_name == "my-model"
+    assert Settings(model=f"{directory}/").model_name == "my-model"
+    assert Settings(model=str(gguf)).model_name == "llama-3.2-1b.Q4_0"
+    assert Settings(model=str(directory), served_model_name="mine").model_name == "mine"
+
+
+def test_the_help_names_every_built_in_model() -> None:
+    from service.engine.builtin_models import BUILTIN_MODELS
+
+    description = Settings.model_fields["model"].description or ""
+    assert all(f"'{name}'" in description for name in BUILTIN_MODELS)
 
 
 def test_out_of_range_values_are_refused() -> None:

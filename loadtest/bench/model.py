@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.engine.tiny_model import RandomMistralRecipe, ensure_built, ensure_tiny_model
+from service.engine.builtin_models import BUILTIN_MODELS
+from service.engine.tiny_model import RandomMistralRecipe, ensure_built
 
 BENCH_MODEL_NAME = "bench-10m"
 # Eight layers with 8 query heads and 4 KV heads, as the issue asks; hidden 320 and
@@ -29,8 +30,9 @@ BENCH_10M = RandomMistralRecipe(
 
 
 def resolve_bench_model(model: str, cache_dir: Path, device: str = "auto", dtype: str = "auto") -> Path:
-    """A local model directory for ``model``: 'bench-10m', 'tiny-random' and 'random:<config>'
-    (e.g. random:mistral-7b) are built on first use, so that every server loads the same weights.
+    """A local model directory for ``model``: 'bench-10m', the service's built-ins (smollm2-135m,
+    tiny-random) and 'random:<config>' (e.g. random:mistral-7b) are built on first use, so that
+    every server loads the same weights.
 
     Raises FileNotFoundError when ``model`` is neither a built-in name nor a directory with a config.json.
     """
@@ -38,11 +40,12 @@ def resolve_bench_model(model: str, cache_dir: Path, device: str = "auto", dtype
         return ensure_random_model_dir(model, cache_dir, device, dtype)
     if model == BENCH_MODEL_NAME:
         return ensure_bench_model(cache_dir)
-    if model == "tiny-random":
-        return ensure_tiny_model(cache_dir)
+    if builtin := BUILTIN_MODELS.get(model):
+        return builtin.ensure(cache_dir)
     path = Path(model).expanduser().resolve()
     if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{model}: not 'bench-10m', 'tiny-random' or a model directory")
+        known = ", ".join([BENCH_MODEL_NAME, *BUILTIN_MODELS])
+        raise FileNotFoundError(f"{model}: not a built-in ({known}) or a model directory")
     return path
 
 

@@ -72,9 +72,18 @@ def test_hf_token_env_wins_over_the_secret_file(
     assert fetch_weights.read_token(secret) == "from-env"
 
 
-def test_built_in_and_local_models_need_no_download(
-    fetch_weights: ModuleType, downloads: list[dict[str, Any]], tmp_path: Path
+def test_a_built_in_model_is_built_into_the_cache_dir_and_a_local_path_needs_nothing(
+    fetch_weights: ModuleType,
+    downloads: list[dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert fetch_weights.fetch("tiny-random") is None
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+
+    built = fetch_weights.fetch("tiny-random")
+
+    assert built is not None
+    assert (Path(built) / "config.json").is_file()
+    assert Path(built).parent == tmp_path / "cache"
     assert fetch_weights.fetch(str(tmp_path)) is None
     assert downloads == []

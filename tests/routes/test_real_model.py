@@ -1,0 +1,120 @@
+"""Both endpoints on the built-in real model (smollm2-135m), over real HTTP, on both engines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import serve, stream_chat
+
+PARIS = [{"role": "user", "content": "What is the capital of France?"}]
+ANSWER = "The capital of France is Paris."
+
+
+@pytest.fixture
+def sdk(real_server_url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{real_server_url}/v1", api_key="unused", max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def http(real_server_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=real_server_url, timeout=60) as client:
+        yield client
+
+
+def test_the_native_endpoint_answers_in_english(http: httpx.Client) -> None:
+    stream = stream_chat(http, {"messages": PARIS, "temperature": 0})
+
+    assert stream.text == ANSWER
+    assert stream.done is not None
+    assert stream.done["finish_reason"] == "stop"
+
+
+def test_the_openai_endpoint_answers_the_same_streaming_or_not(sdk: openai.OpenAI) -> None:
+    whole = sdk.chat.completions.create(model="smollm2-135m", messages=PARIS, temperature=0)  # type: ignore[arg-type]
+    chunks = sdk.chat.completions.create(model="smollm2-135m", messages=PARIS, temperature=0, stream=True)  # type: ignore[arg-type]
+
+    assert whole.choices[0].message.content == ANSWER
+    assert whole.choices[0].finish_reason == "stop"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWER
+
+
+def test_models_names_the_built_in_model(sdk: openai.OpenAI) -> None:
+    assert [model.id for model in sdk.models.list().data] == ["smollm2-135m"]
+
+
+def test_another_model_name_is_404_naming_the_served_one(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.chat.completions.create(model="gpt-4o", messages=PARIS)  # type: ignore[arg-type]
+
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "model_not_found"
+    assert error["param"] == "model"
+    assert "smollm2-135m" in error["message"]
+
+
+def test_a_stop_string_ends_real_text_before_it(http: httpx.Client) -> None:
+    stream = stream_chat(http, {"messages": PARIS, "temperature": 0, "stop": [" Paris"]})
+
+    assert stream.text == "The capital of France is"
+    assert stream.done is not None
+    assert stream.done["finish_reason"] == "stop"
+
+
+def test_a_conversation_ending_with_the_assistant_continues_its_message(sdk: openai.OpenAI) -> None:
+    prefilled = [*PARIS, {"role": "assistant", "content": "The capital of France is"}]
+
+    completion = sdk.chat.completions.create(model="smollm2-135m", messages=prefilled, temperature=0)  # type: ignore[arg-type]
+
+    assert completion.choices[0].message.content == " Paris."
+
+
+@pytest.mark.parametrize(
+    ("messages", "options"),
+    [
+        (PARIS, {"continue_final_message": True}),
+        (
+            [*PARIS, {"role": "assistant", "content": "The"}],
+            {"continue_final_message": True, "add_generation_prompt": True},
+        ),
+    ],
+    ids=["nothing-to-continue", "both"],
+)
+def test_template_options_that_cannot_work_are_400(
+    http: httpx.Client, messages: list[dict[str, str]], options: dict[str, bool]
+) -> None:
+    for path in ("/v1/chat", "/v1/chat/completions"):
+        response = http.post(path, json={"messages": messages, **options})
+
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == "continue_final_message"
+
+
+@pytest.fixture
+def short_context_url(make_real_settings: Callable[..., Settings]) -> Iterator[str]:
+    with serve(create_app(make_real_settings(max_model_len=64))) as url:
+        yield url
+
+
+def test_no_max_tokens_means_what_the_context_leaves(short_context_url: str) -> None:
+    payload: dict[str, Any] = {"messages": PARIS, "ignore_eos": True}  # the server's default is 512
+    with httpx.Client(base_url=short_context_url, timeout=60) as client:
+        stream = stream_chat(client, payload)
+        asked = client.post("/v1/chat/completions", json={**payload, "max_tokens": 64})
+
+    assert stream.done is not None
+    usage = stream.done["usage"]
+    assert usage["prompt_tokens"] + usage["completion_tokens"] == 64
+    assert stream.done["finish_reason"] == "length"
+    # Asked for more than fits, the client hears which of its fields to lower.
+    assert asked.status_code == 400
+    assert asked.json()["error"]["code"] == "context_length_exceeded"
+    assert "lower max_tokens" in asked.json()["error"]["message"]
