@@ -2,10 +2,10 @@
 
 On one model (the built-in real model smollm2-135m by default; bench-10m, ~10M
 random-weight parameters, is the overhead-bound case) and with one HTTP client
-(loadtest/clients, OpenAI-compatible) for every server, it measures raw in-process ``model.generate`` tokens/s and prefill;
-each server's single stream (tokens/s, TTFT) as a ratio to raw; aggregate tokens/s and
-p50/p99 TTFT at each concurrency level; it prints one table with the issue's targets
-marked met/missed and writes OUT/engine-bench-<device>.json and .md.
+(loadtest/clients, OpenAI-compatible) for every server, it measures raw in-process
+``model.generate`` tokens/s and prefill; each server's single stream (tokens/s, TTFT)
+as a ratio to raw; aggregate tokens/s and p50/p99 TTFT at each concurrency level; it
+prints one table with the issue's targets marked met/missed and writes OUT/engine-bench-<device>.json and .md.
 
     python loadtest/bench_engine.py                                 # CPU: 128 tokens, a few minutes
     python loadtest/bench_engine.py --tokens 512 --device cuda      # GPU
