@@ -7,11 +7,10 @@ import signal
 import sys
 from typing import Any
 
-import uvicorn
 from pydantic import ValidationError
 
 from service.app import create_app
-from service.server import DrainingServer
+from service.server import DrainingServer, uvicorn_config
 from service.settings import Settings
 
 
@@ -26,7 +25,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     app = create_app(settings)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
         host=settings.host,
         port=settings.port,

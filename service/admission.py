@@ -55,6 +55,15 @@ class AdmissionController:
 
     def admit(self) -> Ticket:
         """Admit a request as waiting for a slot, or refuse it now. Raises :class:`APIError` (429, 503)."""
+        self.check_capacity()
+        self.waiting += 1
+        self.admitted += 1
+        self._idle.clear()
+        return Ticket(admitted_at=time.perf_counter())
+
+    def check_capacity(self) -> None:
+        """Refuse now what :meth:`admit` would refuse, without admitting: callers check before
+        work a refused request should not cost (templating, tokenizing). Raises :class:`APIError`."""
         if self.draining:
             raise APIError(503, "the server is shutting down", code="shutting_down")
         must_wait = self.running >= self.max_concurrency or self.waiting > 0
@@ -65,10 +74,6 @@ class AdmissionController:
                 code="overloaded",
                 headers={"Retry-After": str(self.retry_after_s)},
             )
-        self.waiting += 1
-        self.admitted += 1
-        self._idle.clear()
-        return Ticket(admitted_at=time.perf_counter())
 
     async def take_slot(self, ticket: Ticket) -> None:
         """Wait for a generation slot; the caller bounds the wait (``asyncio.timeout``)."""

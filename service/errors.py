@@ -79,8 +79,23 @@ async def _handle_api_error(_: Request, exc: APIError) -> JSONResponse:
     return _json_error(exc)
 
 
-async def _handle_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _handle_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        # FastAPI reads such a body as bytes, and pydantic says "Input should be a valid dictionary".
+        return _json_error(
+            APIError(
+                400,
+                f"the body must be JSON, sent with 'Content-Type: application/json' (not {content_type!r})",
+                code="unsupported_content_type",
+            )
+        )
     return _json_error(validation_error_to_api_error(exc.errors()))
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
 
 
 async def _handle_http_exception(_: Request, exc: StarletteHTTPException) -> JSONResponse:

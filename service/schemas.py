@@ -8,23 +8,28 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Role = Literal["system", "user", "assistant"]
+# Numbers must be JSON numbers (strict: "1" or true is not 1), integers where integers are meant.
 Temperature = Annotated[
-    float, Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy decoding.")
+    float, Field(strict=True, ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy decoding.")
 ]
-TopP = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+TopP = Annotated[float, Field(strict=True, gt=0.0, le=1.0, allow_inf_nan=False)]
+Seed = Annotated[int | None, Field(strict=True, ge=0, lt=2**63, description="Same seed, same text.")]
+Flag = Annotated[bool, Field(strict=True)]
 MAX_STOP_STRINGS = 8
 AddGenerationPrompt = Annotated[
     bool | None,
     Field(
+        strict=True,
         description="Open the assistant's turn after the messages (default: unless the final "
-        "message is continued)."
+        "message is continued).",
     ),
 ]
 ContinueFinalMessage = Annotated[
     bool | None,
     Field(
+        strict=True,
         description="Continue the final (assistant) message instead of starting a new one, e.g. a "
-        "prefilled answer (default: when the conversation ends with the assistant's message)."
+        "prefilled answer (default: when the conversation ends with the assistant's message).",
     ),
 ]
 StopStrings = Annotated[
@@ -68,15 +73,16 @@ class ChatRequest(BaseModel):
     )
     max_new_tokens: int | None = Field(
         None,
+        strict=True,
         ge=1,
         description="Tokens to generate at most (default: the server's setting, or what the "
         "context leaves after the prompt if that is less).",
     )
     temperature: Temperature = 1.0
     top_p: TopP = 1.0
-    seed: int | None = Field(None, ge=0, lt=2**63, description="Same seed, same text.")
+    seed: Seed = None
     stop: StopStrings = None
-    ignore_eos: bool = Field(False, description="Generate exactly max_new_tokens tokens.")
+    ignore_eos: Flag = Field(False, description="Generate exactly max_new_tokens tokens.")
     add_generation_prompt: AddGenerationPrompt = None
     continue_final_message: ContinueFinalMessage = None
 
@@ -153,8 +159,8 @@ class OpenAIMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    include_usage: bool = False
-    continuous_usage_stats: bool = Field(
+    include_usage: Flag = False
+    continuous_usage_stats: Flag = Field(
         False, description="With include_usage: every chunk carries the usage so far (vLLM's extension)."
     )
 
@@ -165,16 +171,16 @@ class ChatCompletionRequest(BaseModel):
 
     model: str | None = None
     messages: list[OpenAIMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, strict=True, ge=1)
+    max_completion_tokens: int | None = Field(None, strict=True, ge=1)
     temperature: Temperature = 1.0
     top_p: TopP = 1.0
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    seed: Seed = None
     stop: StopStrings = None
-    n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
-    stream: bool = False
+    n: int = Field(1, strict=True, ge=1, le=1, description="Only one choice is supported.")
+    stream: Flag = False
     stream_options: StreamOptions | None = None
-    ignore_eos: bool = Field(False, description="Extension: generate exactly max_tokens tokens.")
+    ignore_eos: Flag = Field(False, description="Extension: generate exactly max_tokens tokens.")
     add_generation_prompt: AddGenerationPrompt = None
     continue_final_message: ContinueFinalMessage = None
     # OpenAI fields this server cannot honour: declared so that asking for them is a 400

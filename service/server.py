@@ -14,16 +14,26 @@ import logging
 import signal
 import socket
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from sse_starlette.sse import AppStatus
 
 from service.chat_service import ChatService
+from service.http_protocol import BoundedHttpToolsProtocol
 
 logger = logging.getLogger(__name__)
 
 # After the drain timeout, streams get this long to send their error event and end.
 _ABORT_GRACE_S = 2.0
+
+
+def uvicorn_config(app: Any, host: str, port: int, log_level: str, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for the app: every server of ours (``python -m service``, the
+    tests' live servers) parses HTTP with a bound on request heads (service.http_protocol)."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, http=BoundedHttpToolsProtocol, **options
+    )
 
 
 class DrainingServer(uvicorn.Server):

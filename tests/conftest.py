@@ -19,6 +19,7 @@ from httpx_sse import connect_sse
 
 from service.app import create_app
 from service.engine.base import Engine
+from service.server import uvicorn_config
 from service.settings import Settings
 
 
@@ -148,7 +149,7 @@ def tokenizer(settings: Settings) -> Any:
 @contextlib.contextmanager
 def serve(app: Any, wait_ready: bool = True, timeout_s: float = 60.0) -> Iterator[str]:
     """Run ``app`` under a real uvicorn server on 127.0.0.1 (a free port) in a thread."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    config = uvicorn_config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
     thread.start()

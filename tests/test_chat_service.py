@@ -68,3 +68,66 @@ def test_a_queued_stream_starts_at_once_pings_while_waiting_then_ends_with_queue
         assert non_streaming.json()["error"]["code"] == "queue_timeout"
         assert "Retry-After" in non_streaming.headers
         assert http.get("/ready").status_code == 200
+
+
+class CountingRenders:
+    """Counts the engine's render_prompt calls (templating and tokenizing the whole prompt)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.calls = 0
+        self._render = engine.render_prompt
+        engine.render_prompt = self
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return await self._render(*args, **kwargs)
+
+
+def test_a_full_server_refuses_a_huge_prompt_before_templating_it(
+    make_settings: Callable[..., Any], engine_class: Callable[..., Any]
+) -> None:
+    from service.app import create_app
+    from tests.conftest import serve
+
+    settings = make_settings(max_concurrency=1, max_queue=0)
+    engine = engine_class(settings)
+    renders = CountingRenders(engine)
+    huge = {"messages": [{"role": "user", "content": "word " * 200_000}], "max_new_tokens": 1}
+    with serve(create_app(settings, engine)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        body = {"messages": "hello", "max_new_tokens": 1800, "ignore_eos": True}
+        with http.stream("POST", "/v1/chat", json=body) as running:
+            lines = running.iter_lines()  # held: a dropped iterator closes the stream
+            while not next(lines).startswith("data:"):  # text: the one slot is taken
+                pass
+            calls_before = renders.calls
+            refused = http.post("/v1/chat", json=huge)
+
+    assert refused.status_code == 429, refused.text
+    assert renders.calls == calls_before  # refused before any templating
+
+
+def test_a_prompt_far_over_the_context_is_refused_from_a_prefix(
+    make_settings: Callable[..., Any], engine_class: Callable[..., Any]
+) -> None:
+    from service.app import create_app
+    from tests.conftest import serve
+
+    settings = make_settings()
+    engine = engine_class(settings)
+    renders = CountingRenders(engine)
+    # ~1 MB of text (the body limit), some 200k tokens for a 2048-token context.
+    huge = {"messages": [{"role": "user", "content": "word " * 200_000}], "max_new_tokens": 1}
+    with serve(create_app(settings, engine)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        calls_before = renders.calls
+        refused = http.post("/v1/chat", json=huge)
+        calls_after_refusal = renders.calls
+        just_over = http.post("/v1/chat", json={"messages": "word " * 1600, "max_new_tokens": 1})
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "context_length_exceeded"
+    assert "more than" in refused.json()["error"]["message"]
+    assert calls_after_refusal == calls_before  # never templated nor tokenized whole
+    # A prompt near the limit is counted exactly, by the template.
+    assert just_over.status_code == 400
+    assert "the prompt has" in just_over.json()["error"]["message"]
+    assert renders.calls == calls_before + 1

@@ -225,6 +225,11 @@ class Engine(ABC):
         """Apply the chat template and tokenize. Raises :class:`InvalidPromptError`."""
 
     @abstractmethod
+    async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
+        """A cheap lower bound of the tokens ``messages`` make (0 for text too short to be worth
+        counting): a prompt far over the context is refused without templating all of it."""
+
+    @abstractmethod
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         """Stream the completion: text deltas, then exactly one :class:`GenerationFinished`.
 

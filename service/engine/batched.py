@@ -29,7 +29,7 @@ from service.engine.base import (
 from service.engine.batch_loop import BatchLoop, BatchRequest
 from service.engine.loader import LoadedModel, load_model
 from service.engine.outputs import LoopMailbox, Output, stream_outputs
-from service.engine.prompt import render_chat
+from service.engine.prompt import prompt_tokens_at_least, render_chat
 from service.engine.sampling import random_seed
 from service.engine.streamer import Detokenizer
 from service.settings import Settings
@@ -85,6 +85,11 @@ class BatchedEngine(Engine):
         if self._loaded is None:
             raise EngineError(f"engine is not ready: {self.status.reason}")
         return await render_chat(self._loaded.tokenizer, messages, template)
+
+    async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
+        if self._loaded is None:
+            raise EngineError(f"engine is not ready: {self.status.reason}")
+        return await prompt_tokens_at_least(self._loaded.tokenizer, messages, self.context_length)
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         if not self.ready or self._batch_loop is None or self._loaded is None:

@@ -28,3 +28,21 @@ async def render_chat(
     except Exception as exc:  # templates raise for e.g. roles that do not alternate
         raise InvalidPromptError(f"the model's chat template rejected the messages: {exc}") from exc
     return Prompt(token_ids=list(token_ids))
+
+
+# Ordinary text is 3-5 characters a token. Longer text than this per token of context is
+# counted before it is templated, from a prefix of this many characters per token of context.
+_CHARS_PER_TOKEN_BEFORE_COUNTING = 4
+_PREFIX_CHARS_PER_TOKEN = 16
+
+
+async def prompt_tokens_at_least(tokenizer: Any, messages: Sequence[Message], context_length: int) -> int:
+    """A lower bound of the tokens ``messages`` make, from a bounded prefix of their text (0 when
+    the text is short): a 1 MB prompt is refused after tokenizing ~100 kB, not all of it."""
+    text = "\n".join(message.content for message in messages)
+    if len(text) <= context_length * _CHARS_PER_TOKEN_BEFORE_COUNTING:
+        return 0
+    prefix = text[: context_length * _PREFIX_CHARS_PER_TOKEN]
+    token_ids = await asyncio.to_thread(tokenizer.encode, prefix, add_special_tokens=False)
+    # The cut word and messages run together may each count one token apart: a margin.
+    return max(0, len(token_ids) - len(messages) - 1)

@@ -36,7 +36,7 @@ from service.engine.base import (
 )
 from service.engine.loader import LoadedModel, load_model
 from service.engine.outputs import LoopMailbox, Output, stream_outputs
-from service.engine.prompt import render_chat
+from service.engine.prompt import prompt_tokens_at_least, render_chat
 from service.engine.sampling import SeededSampler, random_seed
 from service.engine.streamer import Detokenizer, GenerationStopped, TokenIdStreamer
 from service.settings import Settings
@@ -126,6 +126,10 @@ class SequentialEngine(Engine):
         self, messages: Sequence[Message], template: TemplateOptions = DEFAULT_TEMPLATE
     ) -> Prompt:
         return await render_chat(self._require_loaded().tokenizer, messages, template)
+
+    async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
+        tokenizer = self._require_loaded().tokenizer
+        return await prompt_tokens_at_least(tokenizer, messages, self.context_length)
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         if not self.ready:

@@ -29,6 +29,38 @@ NATIVE_CASES: list[tuple[str, Any, int, str]] = [
     ("too many stop strings", {"messages": GOOD_MESSAGES, "stop": ["a"] * 9}, 400, "stop"),
     ("empty stop string", {"messages": GOOD_MESSAGES, "stop": ""}, 400, "stop"),
     ("unknown field", {"messages": GOOD_MESSAGES, "max_tokens": 4}, 400, "max_tokens"),
+    # Numbers are JSON numbers, integers where integers are meant: no strings, no booleans.
+    (
+        "temperature a string",
+        {"messages": GOOD_MESSAGES, "temperature": "1"},
+        400,
+        "temperature: Input should be a valid number",
+    ),
+    (
+        "max_new_tokens a string",
+        {"messages": GOOD_MESSAGES, "max_new_tokens": "5"},
+        400,
+        "max_new_tokens: Input should be a valid integer",
+    ),
+    (
+        "max_new_tokens true",
+        {"messages": GOOD_MESSAGES, "max_new_tokens": True},
+        400,
+        "max_new_tokens: Input should be a valid integer",
+    ),
+    (
+        "max_new_tokens 1e30",
+        b'{"messages": "hi", "max_new_tokens": 1e30}',
+        400,
+        "max_new_tokens: Input should be a valid integer",
+    ),
+    ("seed a string", {"messages": GOOD_MESSAGES, "seed": "7"}, 400, "seed: Input should be a valid integer"),
+    (
+        "ignore_eos a string",
+        {"messages": GOOD_MESSAGES, "ignore_eos": "true"},
+        400,
+        "ignore_eos: Input should be a valid boolean",
+    ),
     (
         "prompt longer than the context",
         {"messages": [{"role": "user", "content": "word " * 3000}], "max_new_tokens": 16},
@@ -38,6 +70,24 @@ NATIVE_CASES: list[tuple[str, Any, int, str]] = [
 ]
 OPENAI_CASES: list[tuple[str, Any, int, str]] = [
     ("n above one", {"messages": GOOD_MESSAGES, "n": 2}, 400, "n"),
+    (
+        "max_tokens a string",
+        {"messages": GOOD_MESSAGES, "max_tokens": "5"},
+        400,
+        "max_tokens: Input should be a valid integer",
+    ),
+    (
+        "top_p a string",
+        {"messages": GOOD_MESSAGES, "top_p": "0.5"},
+        400,
+        "top_p: Input should be a valid number",
+    ),
+    (
+        "stream a number",
+        {"messages": GOOD_MESSAGES, "stream": 1},
+        400,
+        "stream: Input should be a valid boolean",
+    ),
     ("max_tokens over limit", {"messages": GOOD_MESSAGES, "max_tokens": 10**6}, 400, "max_tokens"),
     (
         "content parts of the wrong type",
@@ -105,6 +155,16 @@ def test_oversized_body_is_413(make_server: Callable[..., Any]) -> None:
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "body_too_large"
         assert http.get("/ready").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/chat", "/v1/chat/completions"])
+def test_a_body_that_is_not_sent_as_json_is_told_so(client: httpx.Client, path: str) -> None:
+    response = client.post(path, content=b'{"messages": "hi"}', headers={"Content-Type": "text/plain"})
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_content_type"
+    assert "Content-Type: application/json" in error["message"]
 
 
 def test_unknown_route_and_method_use_the_error_body(client: httpx.Client) -> None:
