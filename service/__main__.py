@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -37,8 +38,18 @@ def main() -> None:
     # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly; it
     # reaches this handler then. SIGTERM is how orchestrators stop a healthy
     # server, so a clean shutdown exits 0.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: _exit_after_shutdown())
     server.run()
+
+
+def _exit_after_shutdown() -> None:
+    """Exit 0 once uvicorn and the app have shut down. Not through the interpreter's finalization:
+    a model still loading (SIGTERM during the load) runs in torch on a daemon thread, and
+    finalizing under it aborts the process (exit -6) or waits for it."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _field(error: Any) -> str:

@@ -23,11 +23,13 @@ from tests.test_main import free_port
 def start_server(model_cache_dir: Path, engine_name: str) -> Iterator[object]:
     processes: list[subprocess.Popen[str]] = []
 
-    def start(*flags: str) -> tuple[subprocess.Popen[str], str]:
+    def start(
+        *flags: str, model: str = "tiny-random", wait_ready: bool = True
+    ) -> tuple[subprocess.Popen[str], str]:
         port = free_port()
         env = {
             **os.environ,
-            "MODEL_ID": "tiny-random",
+            "MODEL_ID": model,
             "CACHE_DIR": str(model_cache_dir),
             "ENGINE": engine_name,
         }
@@ -37,7 +39,10 @@ def start_server(model_cache_dir: Path, engine_name: str) -> Iterator[object]:
         )
         processes.append(process)
         url = f"http://127.0.0.1:{port}"
-        wait_until_ready(url)
+        if wait_ready:
+            wait_until_ready(url)
+        else:
+            wait_until_answering(url)
         return process, url
 
     yield start
@@ -45,6 +50,24 @@ def start_server(model_cache_dir: Path, engine_name: str) -> Iterator[object]:
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=30)
+
+
+def admitted(url: str) -> float:
+    """Requests running or waiting, from /metrics."""
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+    gauges = ("llm_requests_running ", "llm_requests_waiting ")
+    return sum(float(line.split()[1]) for line in lines if line.startswith(gauges))
+
+
+def wait_until_answering(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/health", timeout=5)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} never answered")
 
 
 def stream_in_background(
@@ -146,3 +169,53 @@ def test_sigterm_drain_finishes_the_queued_stream_too(start_server) -> None:  # 
     assert second_outcome["error"] is None, second_outcome["error"]
     assert second_outcome["done"]["usage"]["completion_tokens"] == 300  # type: ignore[index]
     assert exit_code == 0
+
+
+def test_sigterm_during_the_model_load_exits_at_once(start_server) -> None:  # type: ignore[no-untyped-def]
+    # random:mistral-0.5b draws 0.5B random weights: ~9 s of loading on a 2-core CPU.
+    process, url = start_server(model="random:mistral-0.5b", wait_ready=False)
+    assert httpx.get(f"{url}/ready").json()["status"] == "loading"
+
+    signalled_at = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    exit_code = process.wait(30)
+
+    assert exit_code == 0
+    assert time.monotonic() - signalled_at < 3.0  # was 9 s: the exit waited for the load thread
+
+
+def test_a_second_sigterm_ends_every_request_at_once_with_its_error_body(start_server) -> None:  # type: ignore[no-untyped-def]
+    process, url = start_server("--drain-timeout", "60")
+    stream, stream_outcome, started = stream_in_background(url, tokens=2000)
+    assert started.wait(30)
+    whole: dict[str, object] = {}
+
+    def post_non_streaming() -> None:
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2000, "ignore_eos": True}
+        response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+        whole.update(status=response.status_code, body=response.json())
+
+    non_streaming = threading.Thread(target=post_non_streaming)
+    non_streaming.start()
+    deadline = time.monotonic() + 10
+    while admitted(url) < 2:  # running, or queued behind the first (the sequential engine)
+        assert time.monotonic() < deadline, "the second request never arrived"
+        time.sleep(0.01)
+
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # draining: both would run to their end
+    signalled_again_at = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    exit_code = process.wait(30)
+    stopped_s = time.monotonic() - signalled_again_at
+    stream.join(30)
+    non_streaming.join(30)
+
+    assert stopped_s < 3.0  # was ~7 s
+    assert exit_code == 0
+    assert stream_outcome["error"] is None  # an error event, not a cut connection
+    assert stream_outcome["error_event"]["error"]["code"] == "shutting_down"  # type: ignore[index]
+    assert whole["status"] == 503
+    assert whole["body"]["error"]["code"] == "shutting_down"  # type: ignore[index]
+    output = process.stdout.read() if process.stdout else ""
+    assert "Traceback" not in output

@@ -32,6 +32,7 @@ from service.engine.outputs import LoopMailbox, Output, stream_outputs
 from service.engine.prompt import prompt_tokens_at_least, render_chat
 from service.engine.sampling import random_seed
 from service.engine.streamer import Detokenizer
+from service.engine.threads import run_on_daemon_thread
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class BatchedEngine(Engine):
         return self._loaded.context_length if self._loaded else 0
 
     async def _load(self) -> dict[str, str]:
-        self._loaded = await asyncio.to_thread(self._loader, self._settings)
+        self._loaded = await run_on_daemon_thread(self._loader, self._settings, name="model-load")
         return {**self._loaded.describe(), "engine": "batched"}
 
     async def _warm_up(self) -> None:

@@ -39,6 +39,7 @@ from service.engine.outputs import LoopMailbox, Output, stream_outputs
 from service.engine.prompt import prompt_tokens_at_least, render_chat
 from service.engine.sampling import SeededSampler, random_seed
 from service.engine.streamer import Detokenizer, GenerationStopped, TokenIdStreamer
+from service.engine.threads import settle
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -193,7 +194,10 @@ class SequentialEngine(Engine):
 
     async def close(self) -> None:
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.stop)
+            # A thread still loading the model is not waited for: it is a daemon, and the process
+            # may be exiting (SIGTERM during the load).
+            timeout_s = 5.0 if self.status.state is EngineState.READY else 0.0
+            await asyncio.to_thread(self._thread.stop, timeout_s)
             self._thread = None
         self._loaded = None
         self.status.state = EngineState.CLOSED
@@ -209,9 +213,9 @@ class SequentialEngine(Engine):
             try:
                 result = fn(*args)
             except BaseException as exc:
-                loop.call_soon_threadsafe(_set_exception_unless_done, future, exc)
+                loop.call_soon_threadsafe(settle, future, None, exc)
             else:
-                loop.call_soon_threadsafe(_set_result_unless_done, future, result)
+                loop.call_soon_threadsafe(settle, future, result, None)
 
         self._thread.submit(job)
         return await future
@@ -247,13 +251,3 @@ def _generate_kwargs(params: SamplingParams, loaded: LoadedModel, prompt_length:
         # The EOS tokens are masked until max_new_tokens: the length is exact.
         kwargs["min_new_tokens"] = params.max_new_tokens
     return kwargs
-
-
-def _set_result_unless_done(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _set_exception_unless_done(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
