@@ -74,6 +74,17 @@ def print_summary(results: dict[str, Any], out_dir: str) -> None:
                 seconds(stat(group, "tokens_per_s", "p50"), 1),
             )
     console.print(table)
+    problems = [record for record in results["requests"] if record.get("count_problem")]
+    if problems:
+        console.print(
+            f"[bold red]{len(problems)} request(s) with a token count that contradicts the stream, "
+            "left out of tokens/s, ITL and TPOT:[/]"
+        )
+        for record in problems[:5]:
+            console.print(f"  request {record['index']}: {record['count_problem']}")
+    errors = summary["error_types"]
+    if errors:
+        console.print("errors: " + ", ".join(f"{name} {count}" for name, count in errors.items()))
     if spawn:
         console.print(f"cold start: process start to /ready in {spawn['ready_s']:.2f} s")
     server_startup = results["run"].get("server_startup")

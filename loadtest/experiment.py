@@ -25,6 +25,7 @@ from loadtest.providers import PROVIDERS, auth_headers, build_client, normalize_
 from loadtest.report import render_report, run_title
 from loadtest.results import DEFINITIONS, write_results
 from loadtest.runner import LoadPlan, run_load
+from loadtest.sizing import load_token_counter, size_prompts
 from loadtest.slo import Objectives, goodput
 from loadtest.spawn import SpawnedServer, redact_command, spawn_server
 from loadtest.workload import Dataset, PromptList, SyntheticPrompts, Workload
@@ -55,6 +56,7 @@ class RunConfig:
     # inside the first request (one longer than a provider's proxy allows cannot be seen there).
     wait_ready_s: float = 0.0
     input_tokens: int | None = None  # synthetic prompts of about this many tokens
+    tokenizer: str | None = None  # counts --input-tokens prompts; None: calibrate on the server
     dataset: Path | None = None  # JSONL rows: prompt and output_tokens
     slo: str | None = None  # "ttft=0.5,tpot=0.05,e2e=30"
     processes: int = 1
@@ -78,6 +80,7 @@ def config_record(config: RunConfig, url: str, model: str | None, credentials: l
         "spawn": " ".join(redact_command(shlex.split(config.spawn))) if config.spawn else None,
         "poll_interval_s": config.poll_interval_s,
         "input_tokens": config.input_tokens,
+        "tokenizer": config.tokenizer,
         "dataset": str(config.dataset) if config.dataset else None,
         "slo": config.slo,
         "processes": config.processes,
@@ -130,6 +133,8 @@ def run_experiment(
             config.poll_interval_s,
             provider.proxy_answers,
         )
+        # Before the clock: prompts of --input-tokens go out sized from the first request on.
+        prompt_sizing = asyncio.run(size_prompts(workload, client, config.plan.requests))
         context = progress(config.plan.requests, config.provider) if progress else contextlib.nullcontext()
         with context as bar:
             on_record: Callable[[RequestRecord], None] | None = bar.on_record if bar else None
@@ -158,6 +163,7 @@ def run_experiment(
             "spawn": _spawn_record(spawned),
             "ready_wait": ready_wait,
             "server_startup": server_startup,
+            "prompt_sizing": prompt_sizing,
         },
         "definitions": DEFINITIONS,
         "summary": summary,
@@ -181,7 +187,8 @@ def build_workload(config: RunConfig) -> Workload:
         return Dataset.from_jsonl(config.dataset)
     prompts = load_prompts(config.prompts_file)
     if config.input_tokens is not None:
-        return SyntheticPrompts(config.input_tokens, prompts)
+        counter = load_token_counter(config.tokenizer) if config.tokenizer else None
+        return SyntheticPrompts(config.input_tokens, prompts, count_tokens=counter)
     return PromptList(prompts)
 
 

@@ -38,6 +38,8 @@ METRICS = (
     "send_delay_s",
 )
 GROUPS = ("all", "cold", "warm", "warmup", "steady")
+# Derived from the server's token count: a count that contradicts the stream is left out.
+_TOKEN_METRICS = frozenset({"itl_s", "tpot_s", "tokens_per_s", "output_tokens"})
 # The server's start time comes from another clock: another machine's, or Linux's boot
 # time, which /proc gives in whole seconds (so a process can look up to 1 s older).
 START_CLOCK_TOLERANCE_S = 2.0
@@ -64,6 +66,10 @@ class RequestRecord:
     usage_completion_tokens: int | None
     content_chunks: int
     token_count_mismatch: bool
+    # Why the server's token count contradicts the stream (more than asked for, fewer tokens
+    # than text events, far more than the text, usage sent twice); None when it does not.
+    # Such a request is left out of every token-based number.
+    count_problem: str | None
     tokens_per_s: float | None
     finish_reason: str | None
     instance_id: str | None
@@ -86,12 +92,14 @@ def build_record(index: int, prompt_index: int, phase: str, trace: StreamTrace) 
     arrivals = trace.content_arrivals_s
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     usage_tokens = (trace.usage or {}).get("completion_tokens")
+    count_problem = count_contradiction(trace, usage_tokens)
     output_tokens = usage_tokens if usage_tokens is not None else (len(arrivals) or None)
     ttft_s = arrivals[0] if arrivals else None
     e2e_s = trace.end_s
     ok = trace.error is None
+    counted = ok and count_problem is None
     tpot_s = itl_s = None
-    if ok and ttft_s is not None and e2e_s is not None and output_tokens and output_tokens > 1:
+    if counted and ttft_s is not None and e2e_s is not None and output_tokens and output_tokens > 1:
         tpot_s = (e2e_s - ttft_s) / (output_tokens - 1)
         itl_s = (arrivals[-1] - ttft_s) / (output_tokens - 1)
     return RequestRecord(
@@ -116,7 +124,8 @@ def build_record(index: int, prompt_index: int, phase: str, trace: StreamTrace) 
         usage_completion_tokens=usage_tokens,
         content_chunks=len(arrivals),
         token_count_mismatch=usage_tokens is not None and usage_tokens != len(arrivals),
-        tokens_per_s=output_tokens / e2e_s if ok and output_tokens and e2e_s else None,
+        count_problem=count_problem,
+        tokens_per_s=output_tokens / e2e_s if counted and output_tokens and e2e_s else None,
         finish_reason=trace.finish_reason,
         instance_id=trace.instance_id,
         instance_started_at=trace.instance_started_at,
@@ -126,6 +135,27 @@ def build_record(index: int, prompt_index: int, phase: str, trace: StreamTrace) 
         send_delay_s=trace.send_delay_s,
         inter_token_gaps_s=[round(gap, 6) for gap in gaps],
     )
+
+
+# A token is at least a byte of text but for special ones (EOS, tokens a tokenizer skips): past
+# four per byte, plus this allowance, a count is not a count of this text.
+_SPECIAL_TOKENS_ALLOWANCE = 16
+
+
+def count_contradiction(trace: StreamTrace, usage_tokens: int | None) -> str | None:
+    """Why the server's completion_tokens cannot be right for what it streamed, or None."""
+    if usage_tokens is None:
+        return None
+    events = len(trace.content_arrivals_s)
+    if trace.usage_reports > 1:
+        return f"usage sent {trace.usage_reports} times"
+    if trace.max_tokens_asked is not None and usage_tokens > trace.max_tokens_asked:
+        return f"{usage_tokens} tokens claimed, {trace.max_tokens_asked} asked for"
+    if usage_tokens + 1 < events:  # the last event may carry only held-back text
+        return f"{usage_tokens} tokens claimed for {events} text events"
+    if usage_tokens > 4 * trace.output_bytes + _SPECIAL_TOKENS_ALLOWANCE:
+        return f"{usage_tokens} tokens claimed for {trace.output_bytes} bytes of text"
+    return None
 
 
 def mark_cold(records: list[RequestRecord], run_started_at_unix: float) -> None:
@@ -186,15 +216,20 @@ def summarize(records: list[RequestRecord], wall_s: float) -> dict[str, Any]:
     for group in GROUPS:
         chosen = members.get(group, [])
         succeeded = [record for record in chosen if record.ok]
+        counted = [record for record in succeeded if record.count_problem is None]
         stats = {
             metric: describe(
-                [value for record in succeeded if (value := getattr(record, metric)) is not None]
+                [
+                    value
+                    for record in (counted if metric in _TOKEN_METRICS else succeeded)
+                    if (value := getattr(record, metric)) is not None
+                ]
             )
             for metric in METRICS
         }
         groups[group] = {"requests": len(chosen), "ok": len(succeeded), "metrics": stats}
-    output_tokens = sum(record.output_tokens or 0 for record in records if record.ok)
-    input_tokens = sum(record.prompt_tokens or 0 for record in records if record.ok)
+    output_tokens = sum(record.output_tokens or 0 for record in records if _counted(record))
+    input_tokens = sum(record.prompt_tokens or 0 for record in records if _counted(record))
     steady = [record for record in records if record.phase == "steady"]
     return {
         "requests": len(records),
@@ -202,6 +237,7 @@ def summarize(records: list[RequestRecord], wall_s: float) -> dict[str, Any]:
         "errors": sum(not record.ok for record in records),
         "error_types": _count(record.error_type for record in records if not record.ok),
         "token_count_mismatches": sum(record.token_count_mismatch for record in records),
+        "count_problems": sum(record.count_problem is not None for record in records),
         "cold_known": any(record.cold is not None for record in records),
         "wall_s": wall_s,
         "output_tokens": output_tokens,
@@ -212,6 +248,10 @@ def summarize(records: list[RequestRecord], wall_s: float) -> dict[str, Any]:
         "input_length": input_length_check(records),
         "groups": groups,
     }
+
+
+def _counted(record: RequestRecord) -> bool:
+    return record.ok and record.count_problem is None
 
 
 def _count(items: Any) -> dict[str, int]:
@@ -231,7 +271,7 @@ def phase_throughput(records: list[RequestRecord]) -> dict[str, Any] | None:
     if not spans:
         return None
     span_s = max(end for _, end in spans) - min(start for start, _ in spans)
-    output_tokens = sum(record.output_tokens or 0 for record in records if record.ok)
+    output_tokens = sum(record.output_tokens or 0 for record in records if _counted(record))
     return {
         "requests": len(records),
         "ok": sum(record.ok for record in records),
@@ -244,8 +284,8 @@ def phase_throughput(records: list[RequestRecord]) -> dict[str, Any] | None:
 def input_length_check(records: list[RequestRecord]) -> dict[str, Any] | None:
     """With ``--input-tokens``: the server's prompt token counts against the target.
 
-    The first prompts are sized from a guess, later ones from the server's counts, so
-    the first may be off; ``off_by_over_10pct`` says how many were.
+    Prompts are sized before the run (loadtest/sizing.py): exactly with a tokenizer, from a
+    calibrated ratio without one; ``off_by_over_10pct`` says how many missed by more.
     """
     targets = [r for r in records if r.target_input_tokens is not None and r.prompt_tokens is not None]
     if not targets:

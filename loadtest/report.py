@@ -133,6 +133,18 @@ def render_report(results: dict[str, Any], plot_files: list[str]) -> str:
             f"p50 {observed['p50']:.0f} (min {observed['min']:.0f}, max {observed['max']:.0f}), "
             f"{input_length['off_by_over_10pct']} off by over 10%"
         )
+    sizing = run.get("prompt_sizing")  # absent in results written before it existed
+    if sizing and sizing["method"] == "calibration":
+        lines.append(
+            f"- prompts sized by {sizing['calibration_requests']} calibration requests before the run "
+            f"({sizing['tokens_per_word']} tokens per word): the server was no longer cold when "
+            "the run began; pass --tokenizer to size them locally"
+        )
+    if summary.get("count_problems"):
+        lines.append(
+            f"- **{summary['count_problems']} request(s) whose token count contradicts the stream**, "
+            "left out of every token-based number (see the requests table)"
+        )
     slo = results.get("slo")
     if slo:
         lines.append(
@@ -222,7 +234,9 @@ def request_table(records: list[dict[str, Any]]) -> list[str]:
         cold = "?" if record["cold"] is None else ("cold" if record["cold"] else "warm")
         usage = record["usage_completion_tokens"]
         tokens = f"{'–' if usage is None else usage}/{record['content_chunks']}"
-        if record["token_count_mismatch"]:
+        if record.get("count_problem"):
+            tokens += f" ✗ {record['count_problem']}"
+        elif record["token_count_mismatch"]:
             tokens += " ⚠"
         rows.append(
             [

@@ -77,7 +77,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--input-tokens",
         type=int,
-        help="synthetic prompts of about N tokens (checked with the server's count)",
+        help="synthetic prompts of N tokens, chat template included, sized before the clock starts "
+        "(with --tokenizer, else by calibration requests to the server)",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        help="the served model's tokenizer (a directory, a hub id in the local cache, or a built-in "
+        "name such as smollm2-135m) to size --input-tokens prompts exactly; without it, two "
+        "calibration requests go to the server first and its first measured request is not cold",
     )
     parser.add_argument(
         "--dataset", type=Path, help='JSONL rows {"prompt": ..., "output_tokens": N}: per-row output lengths'
@@ -177,6 +184,7 @@ def config_for(
         poll_interval_s=args.poll_interval,
         wait_ready_s=args.wait_ready,
         input_tokens=args.input_tokens,
+        tokenizer=args.tokenizer,
         dataset=args.dataset,
         slo=args.slo,
         processes=args.processes,

@@ -56,7 +56,7 @@ async def send_one(
     due: float | None = None,
 ) -> StreamTrace:
     """One request, whatever happens: every failure ends up in the trace, none is raised."""
-    trace = StreamTrace(due=due)
+    trace = StreamTrace(due=due, max_tokens_asked=max_tokens or getattr(client, "max_tokens", None))
     try:
         async with asyncio.timeout(timeout_s):
             await client.send(http, prompt, trace, max_tokens)
@@ -67,7 +67,7 @@ async def send_one(
     except httpx.HTTPError as exc:
         # A dropped connection mid-stream is RemoteProtocolError or ReadError.
         trace.fail(f"{type(exc).__name__}: {exc}", "connection_error")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # MalformedResponse among them
         trace.fail(f"malformed response: {type(exc).__name__}: {exc}", "malformed_response")
     return trace
 

@@ -4,14 +4,16 @@
 - ``Dataset``: rows of a JSONL file (``--dataset``), each a prompt and its own output
   length, as real traffic mixes short and long answers.
 - ``SyntheticPrompts``: prompts of about N input tokens (``--input-tokens``), cut from
-  the built-in prompts. The client has no tokenizer of the server's, so the length is
-  steered by the server's own count: each answer's ``usage.prompt_tokens`` corrects the
-  words-per-token estimate for the next prompt, and every record keeps both numbers.
+  the built-in prompts and sized before the clock starts (loadtest/sizing.py): counted
+  with the model's tokenizer (``--tokenizer``, as guidellm and aiperf do), or from a
+  words-per-token ratio measured on the server by calibration requests outside the run.
+  Every record keeps the target beside the server's count.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -87,8 +89,11 @@ class SyntheticPrompts:
     target_tokens: int
     source_prompts: list[str]
     tokens_per_word: float = _TOKENS_PER_WORD_GUESS
+    # The tokens a prompt makes on the server, chat template included (--tokenizer); None: unknown.
+    count_tokens: Callable[[str], int] | None = None
     _words: list[str] = field(default_factory=list, repr=False)
     _seen: tuple[int, int] = (0, 0)  # words sent and tokens the server counted, over all answers
+    _prepared: dict[int, RequestSpec] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.target_tokens < 1:
@@ -96,7 +101,18 @@ class SyntheticPrompts:
         self._words = " ".join(self.source_prompts).split()
 
     def request(self, index: int) -> RequestSpec:
-        words = max(1, round(self.target_tokens / self.tokens_per_word))
+        if (prepared := self._prepared.get(index)) is not None:
+            return prepared
+        return self._sized(index, max(1, round(self.target_tokens / self.tokens_per_word)))
+
+    def prepare(self, indices: Iterable[int]) -> None:
+        """Size these requests' prompts now (before the clock), with the tokenizer when there is one;
+        later answers no longer change them."""
+        for index in indices:
+            self._prepared[index] = self._fitted(index) if self.count_tokens else self.request(index)
+        self.count_tokens = None  # done with it; and a tokenizer does not pickle (--processes)
+
+    def _sized(self, index: int, words: int) -> RequestSpec:
         # Start at a different place for each request: a server's prefix cache must not
         # turn the input length into a cache hit.
         start = (index * 7919) % len(self._words)
@@ -104,11 +120,29 @@ class SyntheticPrompts:
         chosen = [cycle[i % len(cycle)] for i in range(words)]
         return RequestSpec(index, " ".join(chosen), target_input_tokens=self.target_tokens)
 
+    def _fitted(self, index: int) -> RequestSpec:
+        """The longest prefix of this request's text that the tokenizer counts within the target:
+        a binary search over characters, since one word can be many tokens."""
+        assert self.count_tokens is not None
+        words = 2 * max(1, round(self.target_tokens / self.tokens_per_word)) + 8
+        text = self._sized(index, words).prompt
+        while self.count_tokens(text) < self.target_tokens:  # the guess was short: longer text
+            words *= 2
+            text = self._sized(index, words).prompt
+        low, high = 1, len(text)  # the answer lies in [low, high]
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self.count_tokens(text[:middle]) <= self.target_tokens:
+                low = middle
+            else:
+                high = middle - 1
+        return RequestSpec(index, text[:low], target_input_tokens=self.target_tokens)
+
     def observe(self, prompt_words: int, prompt_tokens: int | None) -> None:
         # Over all answers so far: words tokenize differently, and one prompt's ratio is noisy.
         # The chat template's fixed tokens are folded into the ratio: at a fixed target that
-        # still sizes the prompt for the target total.
-        if prompt_tokens:
+        # still sizes the prompt for the target total. Prepared prompts no longer change.
+        if prompt_tokens and not self._prepared:
             words, tokens = self._seen
             self._seen = (words + prompt_words, tokens + prompt_tokens)
             self.tokens_per_word = self._seen[1] / self._seen[0]

@@ -18,6 +18,51 @@ import httpx
 from loadtest.sse import ServerSentEvent, SSEParser
 
 
+class MalformedResponse(ValueError):
+    """Valid JSON of the wrong shape: the request fails as ``malformed_response``, the run goes on."""
+
+
+# OpenAI's finish reasons (and the legacy function_call); anything else is not a server's answer.
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+_COUNT_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def json_object(data: str, what: str) -> dict[str, Any]:
+    """``data`` parsed as a JSON object. Raises :class:`MalformedResponse` (also for invalid JSON)."""
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise MalformedResponse(f"{what} is not JSON: {data[:80]!r}") from exc
+    if not isinstance(value, dict):
+        raise MalformedResponse(f"{what} is {type(value).__name__}, not an object: {data[:80]!r}")
+    return value
+
+
+def checked_usage(value: Any) -> dict[str, Any] | None:
+    """A usage object whose counts are whole numbers >= 0, or None. Raises :class:`MalformedResponse`."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise MalformedResponse(f"usage is {type(value).__name__}, not an object")
+    for name in _COUNT_FIELDS:
+        count = value.get(name)
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
+            raise MalformedResponse(f"usage.{name} is {count!r}, not a count")
+    return value
+
+
+def checked_finish_reason(value: Any) -> str | None:
+    if value is None or value in FINISH_REASONS:
+        return value
+    raise MalformedResponse(f"finish_reason {value!r} is none of {', '.join(sorted(FINISH_REASONS))}")
+
+
+def _optional(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise MalformedResponse(f"{what} is {value!r}")
+    return value
+
+
 @dataclass
 class StreamTrace:
     """Raw observations of one request; metrics.py derives the numbers from it.
@@ -35,8 +80,11 @@ class StreamTrace:
     first_byte_s: float | None = None
     content_arrivals_s: list[float] = field(default_factory=list)
     output_chars: int = 0
+    output_bytes: int = 0  # UTF-8
     end_s: float | None = None
     usage: dict[str, Any] | None = None
+    usage_reports: int = 0  # how many times the server sent a usage (once, for a sound count)
+    max_tokens_asked: int | None = None
     finish_reason: str | None = None
     server_timings: dict[str, Any] | None = None
     instance_id: str | None = None
@@ -59,16 +107,28 @@ class StreamTrace:
         if text:
             self.content_arrivals_s.append(arrival_s)
             self.output_chars += len(text)
+            self.output_bytes += len(text.encode())
 
-    def apply_done(self, done: dict[str, Any], arrival_s: float) -> None:
-        """The native done event (also the last chunk of the RunPod handler)."""
+    def set_usage(self, usage: Any) -> None:
+        """A usage the server reported. Raises :class:`MalformedResponse` for one of the wrong shape."""
+        if (checked := checked_usage(usage)) is not None:
+            self.usage = checked
+            self.usage_reports += 1
+
+    def apply_done(self, done: Any, arrival_s: float) -> None:
+        """The native done event (also the last chunk of the RunPod handler).
+
+        Raises :class:`MalformedResponse` when its fields are of the wrong shape.
+        """
+        if not isinstance(done, dict):
+            raise MalformedResponse(f"the done event is {type(done).__name__}, not an object")
+        self.set_usage(done.get("usage"))
+        self.finish_reason = checked_finish_reason(done.get("finish_reason"))
+        self.server_timings = _optional(done.get("timings"), dict, "timings")
+        instance = _optional(done.get("instance"), dict, "instance") or {}
+        self.instance_id = _optional(instance.get("id"), str, "instance.id")
+        self.instance_started_at = _optional(instance.get("started_at"), (int, float), "instance.started_at")
         self.end_s = arrival_s
-        self.usage = done.get("usage")
-        self.finish_reason = done.get("finish_reason")
-        self.server_timings = done.get("timings")
-        instance = done.get("instance") or {}
-        self.instance_id = instance.get("id")
-        self.instance_started_at = instance.get("started_at")
 
     def fail(self, message: str, error_type: str) -> None:
         # The first failure is the cause; later ones (a close after an error event) are effects.

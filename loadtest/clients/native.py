@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 
 import httpx
 
-from loadtest.clients.base import ProxyAnswers, StreamTrace, error_from_event, stream_sse
+from loadtest.clients.base import (
+    MalformedResponse,
+    ProxyAnswers,
+    StreamTrace,
+    error_from_event,
+    json_object,
+    stream_sse,
+)
 from loadtest.sse import ServerSentEvent
 
 
@@ -43,10 +49,13 @@ class NativeClient:
                 trace.fail(error_from_event(event.data), "stream_error")
                 return True
             if event.event == "done":
-                trace.apply_done(json.loads(event.data), arrival_s)
+                trace.apply_done(json_object(event.data, "the done event"), arrival_s)
                 return True
             if event.event == "message":
-                trace.add_content(json.loads(event.data).get("text") or "", arrival_s)
+                text = json_object(event.data, "a text event").get("text")
+                if text is not None and not isinstance(text, str):
+                    raise MalformedResponse(f"a text event's text is {text!r}")
+                trace.add_content(text or "", arrival_s)
             return False  # other event types (pings) carry no output
 
         await stream_sse(

@@ -13,13 +13,20 @@ ends (``data: [DONE]``, or, with ``ends_at_usage``, the chunk that carries the u
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from loadtest.clients.base import ProxyAnswers, StreamTrace, error_from_event, stream_sse
+from loadtest.clients.base import (
+    MalformedResponse,
+    ProxyAnswers,
+    StreamTrace,
+    checked_finish_reason,
+    error_from_event,
+    json_object,
+    stream_sse,
+)
 from loadtest.sse import ServerSentEvent
 
 
@@ -62,17 +69,20 @@ class OpenAIClient:
             if event.event == "error":
                 trace.fail(error_from_event(event.data), "stream_error")
                 return True
-            chunk = json.loads(event.data)
+            chunk = json_object(event.data, "a chunk")
             if "error" in chunk:
                 trace.fail(error_from_event(event.data), "stream_error")
                 return True
-            for choice in chunk.get("choices") or []:
+            for choice in _choices(chunk):
                 delta = choice.get("delta") or {}
-                trace.add_content(delta.get("content") or "", arrival_s)
-                if choice.get("finish_reason"):
-                    trace.finish_reason = choice["finish_reason"]
-            if chunk.get("usage"):
-                trace.usage = chunk["usage"]
+                content = delta.get("content") if isinstance(delta, dict) else None
+                if content is not None and not isinstance(content, str):
+                    raise MalformedResponse(f"a chunk's delta.content is {content!r}")
+                trace.add_content(content or "", arrival_s)
+                if reason := checked_finish_reason(choice.get("finish_reason")):
+                    trace.finish_reason = reason
+            if chunk.get("usage") is not None:
+                trace.set_usage(chunk["usage"])
                 if self.ends_at_usage:
                     trace.end_s = arrival_s
                     return True
@@ -88,6 +98,13 @@ class OpenAIClient:
             on_event,
             self.proxy_answers,
         )
+
+
+def _choices(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    choices = chunk.get("choices") or []
+    if not isinstance(choices, list) or not all(isinstance(choice, dict) for choice in choices):
+        raise MalformedResponse(f"a chunk's choices are {choices!r}, not a list of objects")
+    return choices
 
 
 async def discover_model(http: httpx.AsyncClient, base_url: str, headers: dict[str, str]) -> str | None:

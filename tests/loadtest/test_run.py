@@ -222,8 +222,10 @@ def test_wait_ready_times_a_cold_start_before_the_first_request(
 
 
 def test_poisson_arrivals_synthetic_input_lengths_and_goodput_on_the_real_server(
-    server_url: str, tmp_path: Path
+    server_url: str, settings: Any, tmp_path: Path
 ) -> None:
+    from service.engine.loader import resolve_model_path
+
     args = [
         "--url",
         server_url,
@@ -237,6 +239,7 @@ def test_poisson_arrivals_synthetic_input_lengths_and_goodput_on_the_real_server
         "6",
     ]
     args += ["--rate", "20", "--arrivals", "poisson", "--seed", "3", "--input-tokens", "96"]
+    args += ["--tokenizer", resolve_model_path(settings)]
 
     status = run.main([*args, "--slo", "ttft=30,e2e=60"])
 
@@ -244,11 +247,12 @@ def test_poisson_arrivals_synthetic_input_lengths_and_goodput_on_the_real_server
     results = read_results(tmp_path)
     records = results["requests"]
     assert all(record["ok"] and record["target_input_tokens"] == 96 for record in records)
-    # Sized from a guess at first, then from the server's own counts: the later ones land near the target
-    # (words tokenize differently, so a word count cannot hit it exactly).
-    assert all(abs(record["prompt_tokens"] - 96) <= 15 for record in records[3:]), [
+    # Sized with the model's tokenizer before the clock: every prompt, the first included, is the
+    # target, or one under it (a character more may make two tokens).
+    assert all(abs(record["prompt_tokens"] - 96) <= 1 for record in records), [
         record["prompt_tokens"] for record in records
     ]
+    assert results["run"]["prompt_sizing"]["method"] == "tokenizer"
     assert results["summary"]["input_length"]["target"] == 96
     assert results["summary"]["input_tokens_per_s"] > 0
     assert results["slo"]["good"] == 8
@@ -259,6 +263,22 @@ def test_poisson_arrivals_synthetic_input_lengths_and_goodput_on_the_real_server
     assert "poisson at 20 requests/s" in report
     assert "8/8 good" in report
     assert (tmp_path / "ttft_by_input_length.png").stat().st_size > 0
+
+
+def test_without_a_tokenizer_prompts_are_sized_by_calibration_before_the_run(
+    server_url: str, tmp_path: Path
+) -> None:
+    args = ["--url", server_url, "--out", str(tmp_path), "--requests", "4", "--cold", "1"]
+
+    status = run.main([*args, "--max-tokens", "4", "--input-tokens", "200"])
+
+    assert status == 0
+    results = read_results(tmp_path)
+    counts = [record["prompt_tokens"] for record in results["requests"]]
+    # The first request too: the server's ratio was learned before the clock started.
+    assert all(abs(count - 200) <= 20 for count in counts), counts
+    assert results["run"]["prompt_sizing"]["method"] == "calibration"
+    assert "calibration requests before the run" in (tmp_path / "report.md").read_text()
 
 
 def test_a_dataset_sets_each_requests_output_length(server_url: str, tmp_path: Path) -> None:

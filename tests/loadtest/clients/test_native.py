@@ -37,10 +37,15 @@ def server() -> Iterator[ScriptedServer]:
 
 
 def measure(
-    server: ScriptedServer, script: Script, timeout_s: float = 10.0, provider: str = "local"
+    server: ScriptedServer,
+    script: Script,
+    timeout_s: float = 10.0,
+    provider: str = "local",
+    max_tokens: int = 10,
 ) -> tuple[StreamTrace, RequestRecord]:
     server.scripts["/v1/chat"] = script
-    client = NativeClient(server.url, max_tokens=10, proxy_answers=PROVIDERS[provider].proxy_answers)
+    proxy_answers = PROVIDERS[provider].proxy_answers
+    client = NativeClient(server.url, max_tokens=max_tokens, proxy_answers=proxy_answers)
 
     async def send() -> StreamTrace:
         async with httpx.AsyncClient() as http:
@@ -100,7 +105,7 @@ def test_itl_is_per_token_when_an_event_carries_several(server: ScriptedServer) 
     # 10 events of 3 tokens, 50 ms apart: the gap between events is 50 ms, a token takes 1/3 of it.
     script = Script(steps=[*timed_tokens(first_s=0.1, gap_s=0.050, count=10), (0.0, done_event(30))])
 
-    _, record = measure(server, script)
+    _, record = measure(server, script, max_tokens=30)
 
     assert record.event_gap_s == pytest.approx(0.050, abs=GAP_TOLERANCE_S)
     assert record.itl_s == pytest.approx(9 * 0.050 / 29, abs=GAP_TOLERANCE_S / 3)
