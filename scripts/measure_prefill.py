@@ -45,7 +45,8 @@ def measure(
 
     from loadtest.bench.model import resolve_bench_model
     from service.engine import batch_loop as loop_module
-    from service.engine.batch_loop import BatchLoop, BatchRequest
+    from service.engine.batch_loop import BatchLoop
+    from service.engine.batch_request import BatchRequest
     from service.engine.loader import load_model
     from service.settings import Settings
 

@@ -22,7 +22,7 @@ from service.engine.base import (
     TemplateOptions,
 )
 from service.errors import APIError
-from service.generation import ChatGeneration
+from service.generation import ChatGeneration, GenerationContext
 from service.instance import current_instance
 from service.metrics import Metrics
 from service.schemas import ChatRequest, InstanceInfo, stop_tuple
@@ -49,6 +49,9 @@ class ChatService:
         self.admission = admission
         self.metrics = metrics
         self.active: set[ChatGeneration] = set()
+        self._generations = GenerationContext(
+            engine, admission, metrics, instance, settings.request_timeout, self.active
+        )
 
     def abort_all(self, reason: str) -> int:
         """End every running stream with an error event; returns how many there were."""
@@ -144,7 +147,9 @@ class ChatService:
         ticket = self.admission.admit()
         queue_timeout = self.settings.queue_timeout
         queue_deadline = _earliest(loop.time() + queue_timeout if queue_timeout > 0 else None, deadline)
-        generation = ChatGeneration(self, prompt, params, ticket, received_at, deadline, queue_deadline)
+        generation = ChatGeneration(
+            self._generations, prompt, params, ticket, received_at, deadline, queue_deadline
+        )
         self.active.add(generation)
         return generation
 

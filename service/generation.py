@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from service.admission import Ticket
+from service.admission import AdmissionController, Ticket
 from service.engine.base import (
+    Engine,
     EngineError,
     GenerationEvent,
     GenerationFinished,
@@ -18,10 +19,20 @@ from service.engine.base import (
     TextDelta,
 )
 from service.errors import APIError
-from service.schemas import ChatDone, Timings, Usage
+from service.metrics import Metrics
+from service.schemas import ChatDone, InstanceInfo, Timings, Usage
 
-if TYPE_CHECKING:
-    from service.chat_service import ChatService
+
+@dataclass(frozen=True)
+class GenerationContext:
+    """What every generation shares, handed in by the chat service (which this module never imports)."""
+
+    engine: Engine
+    admission: AdmissionController
+    metrics: Metrics
+    instance: InstanceInfo
+    request_timeout_s: float
+    active: set[ChatGeneration]  # the service's running generations; one leaves it when closed
 
 
 class ChatGeneration:
@@ -39,7 +50,7 @@ class ChatGeneration:
 
     def __init__(
         self,
-        service: ChatService,
+        context: GenerationContext,
         prompt: Prompt,
         params: SamplingParams,
         ticket: Ticket,
@@ -47,7 +58,7 @@ class ChatGeneration:
         deadline: float | None,
         queue_deadline: float | None,
     ) -> None:
-        self._service = service
+        self._context = context
         self._prompt = prompt
         self._params = params
         self._ticket = ticket
@@ -74,7 +85,7 @@ class ChatGeneration:
                 waiting.reschedule(asyncio.get_running_loop().time())
 
     async def texts(self) -> AsyncIterator[str]:
-        metrics = self._service.metrics
+        metrics = self._context.metrics
         first_text_at: float | None = None
         last_text_at = 0.0
         try:
@@ -106,7 +117,7 @@ class ChatGeneration:
             raise self._aborted()
         try:
             async with asyncio.timeout_at(self._queue_deadline) as self._waiting_for_event:
-                await self._service.admission.take_slot(self._ticket)
+                await self._context.admission.take_slot(self._ticket)
             self._waiting_for_event = None
         except TimeoutError:
             if self._abort_reason is not None:
@@ -117,12 +128,12 @@ class ChatGeneration:
                 503,
                 f"waited {waited_s:.1f}s for a generation slot without getting one",
                 code="queue_timeout",
-                headers={"Retry-After": str(self._service.admission.retry_after_s)},
+                headers={"Retry-After": str(self._context.admission.retry_after_s)},
             ) from None
 
     def _start_engine(self) -> AsyncIterator[GenerationEvent]:
         try:
-            return self._service.engine.generate(self._prompt, self._params)
+            return self._context.engine.generate(self._prompt, self._params)
         except EngineError as exc:
             self._outcome = "error"
             raise APIError(500, str(exc), error_type="server_error", code="generation_failed") from exc
@@ -142,7 +153,7 @@ class ChatGeneration:
             if self._abort_reason is not None:
                 raise self._aborted() from None
             self._outcome = "timeout"
-            limit = self._service.settings.request_timeout
+            limit = self._context.request_timeout_s
             raise APIError(
                 504, f"the request took longer than {limit:g}s and was stopped", code="request_timeout"
             ) from None
@@ -163,19 +174,19 @@ class ChatGeneration:
             if self._events is not None:
                 await self._events.aclose()  # type: ignore[attr-defined]
         finally:
-            self._service.admission.free_slot(self._ticket)
-            self._service.metrics.generations.labels(outcome=self._outcome or "cancelled").inc()
+            self._context.admission.free_slot(self._ticket)
+            self._context.metrics.generations.labels(outcome=self._outcome or "cancelled").inc()
 
     async def close(self) -> None:
         """Stop generating (if still running) and leave admission control. Idempotent."""
         try:
             await self._finish_generation()
         finally:
-            self._service.active.discard(self)
-            self._service.admission.leave(self._ticket)
+            self._context.active.discard(self)
+            self._context.admission.leave(self._ticket)
 
     def _summarise(self, event: GenerationFinished, first_text_at: float, finished_at: float) -> ChatDone:
-        metrics = self._service.metrics
+        metrics = self._context.metrics
         queue_s = self._ticket.waited_s + event.queue_s
         metrics.queue_time.observe(queue_s)
         metrics.e2e_latency.observe(finished_at - self._received_at)
@@ -193,5 +204,5 @@ class ChatGeneration:
                 ttft_s=round(first_text_at - self._received_at, 6),
                 total_s=round(finished_at - self._received_at, 6),
             ),
-            instance=self._service.instance,
+            instance=self._context.instance,
         )

@@ -14,47 +14,18 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 
+from service.engine.batch_request import BatchRequest
 from service.engine.prefill import ChunkedPrefill, Prefilled, length_groups, prefill_together
 from service.engine.running_batch import RunningBatch
-from service.engine.sampling import apply_sampling, noise_key
+from service.engine.sampling import apply_sampling
 
 logger = logging.getLogger(__name__)
-
-# Called on the loop's thread for each request: (new token ids, finished, error). Must not block.
-TokenSink = Callable[[list[int], bool, BaseException | None], None]
-
-
-@dataclass(eq=False)
-class BatchRequest:
-    """One generation; ``cancelled`` may be set from any thread and is honoured before the next step."""
-
-    prompt_ids: list[int]
-    max_new_tokens: int
-    temperature: float
-    top_p: float
-    seed: int
-    ignore_eos: bool  # True: generate exactly max_new_tokens, the stop tokens masked
-    sink: TokenSink
-    submitted_at: float = field(default_factory=time.perf_counter)
-    started_at: float | None = None  # its prefill began
-    cancelled: bool = False
-    generated: int = 0
-
-    def cancel(self) -> None:
-        """Stop generating (any thread): the row is dropped before the next step."""
-        self.cancelled = True
-
-    def noise_key(self) -> int:
-        """The key of the noise for the next token; 0 (no noise) for greedy decoding."""
-        return 0 if self.temperature == 0 else noise_key(self.seed, self.generated)
 
 
 class BatchLoop:

@@ -26,7 +26,8 @@ from service.engine.base import (
     SamplingParams,
     TemplateOptions,
 )
-from service.engine.batch_loop import BatchLoop, BatchRequest
+from service.engine.batch_loop import BatchLoop
+from service.engine.batch_request import BatchRequest
 from service.engine.loader import LoadedModel, load_model
 from service.engine.outputs import LoopMailbox, Output, stream_outputs
 from service.engine.prompt import prompt_tokens_at_least, render_chat

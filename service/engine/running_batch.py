@@ -15,7 +15,7 @@ import torch.nn.functional as F  # noqa: N812 (the usual name)
 from transformers import DynamicCache
 
 if TYPE_CHECKING:
-    from service.engine.batch_loop import BatchRequest
+    from service.engine.batch_request import BatchRequest
 
 
 class RunningBatch:

@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import LogitsProcessorList
 
-from service.engine.batch_loop import BatchLoop, BatchRequest
+from service.engine.batch_loop import BatchLoop
+from service.engine.batch_request import BatchRequest
 from service.engine.loader import LoadedModel, load_model
 from service.engine.sampling import SeededSampler
 from service.settings import Settings

@@ -12,7 +12,8 @@ from unittest import mock
 import pytest
 
 from service.engine.base import Engine, Message, SamplingParams, TextDelta
-from service.engine.batch_loop import BatchLoop, BatchRequest
+from service.engine.batch_loop import BatchLoop
+from service.engine.batch_request import BatchRequest
 from service.engine.batched import BatchedEngine
 from service.engine.loader import LoadedModel, load_model
 from service.engine.prefill import length_groups
