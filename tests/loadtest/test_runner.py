@@ -62,7 +62,9 @@ def test_at_a_rate_requests_are_sent_on_schedule_whatever_the_answers_take(serve
     sent = [record.started_at_unix for record in outcome.records]
     # An open loop: a new request every 100 ms although each answer takes 200 ms.
     assert [round(later - earlier, 2) for earlier, later in itertools.pairwise(sent)] == [0.1] * 4
-    assert all(record.send_delay_s < 0.02 for record in outcome.records)
+    # A closed loop would send request 1 only after answer 0, 100 ms late; a busy machine's event
+    # loop may add tens of ms to any send, so the bound sits between the two.
+    assert all(record.send_delay_s < 0.08 for record in outcome.records)
     assert outcome.wall_s == pytest.approx(0.4 + ANSWER_S, abs=0.1)
 
 
@@ -71,7 +73,7 @@ def test_a_request_the_client_cannot_send_on_time_counts_its_wait(server: Script
     outcome = load(server, LoadPlan(requests=4, cold=0, rate_per_s=10.0, max_in_flight=1))
 
     delays = [record.send_delay_s for record in outcome.records]
-    assert delays[0] < 0.02
+    assert delays[0] < 0.08  # the others wait 100 ms or more
     for index in (1, 2, 3):
         assert delays[index] == pytest.approx(index * (ANSWER_S - 0.1), abs=0.05)
         # Latency counts from the scheduled time: the client's queue is not hidden.
