@@ -33,8 +33,11 @@ settings = Settings()
 async def load_engine() -> Engine:
     """Beam's on_start: runs once per container before it serves; the engine is its value."""
     from service.engine import create_engine
+    from service.logs import configure_logging
 
-    engine = create_engine(Settings())
+    container_settings = Settings()
+    configure_logging(container_settings.log_level)
+    engine = create_engine(container_settings)
     await engine.start()  # a model that cannot load fails the container
     return engine
 

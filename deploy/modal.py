@@ -58,8 +58,10 @@ class Server:
         # Before the memory snapshot, without a GPU: the seconds spent importing torch and
         # transformers are restored from the snapshot on later cold starts, not repeated.
         from service.engine import create_engine
+        from service.logs import configure_logging
 
         self.settings = Settings()
+        configure_logging(self.settings.log_level)
         self.engine = create_engine(self.settings)
 
     @modal.enter(snap=False)

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.app import create_app
+from service.logs import configure_logging
 from service.server import DrainingServer, uvicorn_config
 from service.settings import Settings
 
@@ -21,10 +22,7 @@ def main() -> None:
     except ValidationError as exc:  # a bad flag or env var: say which, without a traceback
         problems = "\n".join(f"  {_field(error)}: {error['msg']}" for error in exc.errors())
         sys.exit(f"python -m service: invalid settings\n{problems}")
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level)
     app = create_app(settings)
     config = uvicorn_config(
         app,

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from service.chat_service import ChatService, build_chat_service
 from service.engine.base import Engine
 from service.errors import APIError, validation_error_to_api_error
+from service.logs import configure_logging
 from service.schemas import ChatRequest
 from service.settings import Settings
 
@@ -134,9 +135,6 @@ def run_worker(start: Callable[[dict[str, Any]], None], settings: Settings | Non
     a model that cannot load ends the process, and RunPod replaces the worker.
     """
     worker = RunpodWorker.from_settings(settings)
-    logging.basicConfig(
-        level=worker.settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(worker.settings.log_level)
     asyncio.run(worker.engine.start())
     start(worker.serverless_config())

@@ -86,6 +86,22 @@ def test_the_function_returns_our_app_around_the_on_start_engine(
     assert {"/v1/chat", "/v1/chat/completions", "/health", "/ready"} <= set(app.openapi()["paths"])
 
 
+def test_on_start_logs_our_info_lines(
+    beam_shim: ModuleType, model_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import logging
+
+    monkeypatch.setenv("MODEL_ID", "tiny-random")
+    monkeypatch.setenv("CACHE_DIR", str(model_cache_dir))
+    logging.getLogger().setLevel(logging.WARNING)  # what a platform's default leaves
+
+    engine = asyncio.run(beam_shim.load_engine())
+    asyncio.run(engine.close())
+
+    assert logging.getLogger("service.engine.base").isEnabledFor(logging.INFO)  # "engine ready" shows
+
+
 @dataclass
 class BeamRunner:
     url: str

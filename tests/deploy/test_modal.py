@@ -171,6 +171,20 @@ def test_web_returns_the_service_app_around_the_engine_built_in_enter(
     assert app.state.settings.model == "tiny-random"
 
 
+def test_the_container_logs_our_info_lines(
+    shim: ModalShim, model_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    monkeypatch.setenv("MODEL_ID", "tiny-random")
+    monkeypatch.setenv("CACHE_DIR", str(model_cache_dir))
+    logging.getLogger().setLevel(logging.WARNING)  # what a platform's default leaves
+
+    shim.module.Server._get_user_cls()().create_engine()
+
+    assert logging.getLogger("service.engine.base").isEnabledFor(logging.INFO)  # "engine ready" shows
+
+
 def run_modal_deploy(*target: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MODAL_")}
     # No token, no config file, and a server address on loopback where nothing listens.
