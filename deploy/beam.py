@@ -18,7 +18,6 @@ from service.deploy_settings import (
     DeploySettings,
     beam_secrets,
     container_env,
-    generation_slots,
     provider_timeout_s,
     requests_per_container,
 )
@@ -59,7 +58,7 @@ async def load_engine() -> Engine:
     autoscaler=beam.QueueDepthAutoscaler(
         min_containers=deploy_settings.min_containers,
         max_containers=deploy_settings.max_containers,
-        tasks_per_container=generation_slots(settings),
+        tasks_per_container=settings.generation_slots,
     ),
     timeout=provider_timeout_s(settings),
 )

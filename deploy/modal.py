@@ -16,7 +16,6 @@ from service.deploy_settings import (
     WEIGHTS_MOUNT_PATH,
     DeploySettings,
     container_env,
-    generation_slots,
     provider_timeout_s,
     requests_per_container,
 )
@@ -51,7 +50,7 @@ app = modal.App(deploy_settings.app_name, image=image)
     startup_timeout=deploy_settings.startup_timeout_s,
     enable_memory_snapshot=True,
 )
-@modal.concurrent(max_inputs=requests_per_container(settings), target_inputs=generation_slots(settings))
+@modal.concurrent(max_inputs=requests_per_container(settings), target_inputs=settings.generation_slots)
 class Server:
     @modal.enter(snap=True)
     def create_engine(self) -> None:

@@ -195,7 +195,7 @@ def _earliest(*deadlines: float | None) -> float | None:
 def build_chat_service(settings: Settings, engine: Engine) -> ChatService:
     """The chat service with its admission control and metrics, as every front end uses it."""
     admission = AdmissionController(
-        max_concurrency=settings.max_concurrency or engine.max_concurrency,
+        max_concurrency=settings.generation_slots,
         max_queue=settings.max_queue,
     )
     metrics = Metrics()

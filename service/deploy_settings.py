@@ -68,14 +68,9 @@ def beam_secrets(deploy: DeploySettings) -> list[str]:
     return [env_name for env_name, provider_secret in wanted.items() if provider_secret]
 
 
-def generation_slots(settings: Settings) -> int:
-    """Requests one container generates for at once (``max_concurrency``; 0 means the engine's own)."""
-    return settings.generation_slots
-
-
 def requests_per_container(settings: Settings) -> int:
     """Requests one container admits: generating plus waiting; beyond this the service answers 429."""
-    return generation_slots(settings) + settings.max_queue
+    return settings.generation_slots + settings.max_queue
 
 
 def provider_timeout_s(settings: Settings) -> int:

@@ -23,16 +23,12 @@ def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "llm-serving"
 
 
-class Settings(BaseSettings):
-    """Configuration of the service, read from env vars and (under ``python -m service``) flags."""
+class EngineSettings(BaseSettings):
+    """What the engine is configured with: the model, where and how it runs. Its own part, so the
+    engine never sees the server's settings (API keys, port, RunPod knobs); env vars and flags
+    are those of :class:`Settings`, which includes it."""
 
-    model_config = SettingsConfigDict(
-        cli_prog_name="python -m service",
-        cli_kebab_case=True,
-        cli_implicit_flags=True,
-        protected_namespaces=(),
-        extra="ignore",
-    )
+    model_config = SettingsConfigDict(protected_namespaces=(), extra="ignore")
 
     model: str = Field(
         DEFAULT_MODEL_ID,
@@ -47,8 +43,6 @@ class Settings(BaseSettings):
         description="Name reported by /v1/models and in responses, and the only 'model' requests may "
         "name (default: the model id; a local path's base name).",
     )
-    host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers).")
-    port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
     engine: Literal["sequential", "batched"] = Field(
         "batched",
         description="'batched': continuous batching, requests join and leave between decode steps; "
@@ -71,6 +65,12 @@ class Settings(BaseSettings):
     )
     max_batch_size: int = Field(
         16, ge=1, description="Batched engine: requests in one batch (the default max_concurrency)."
+    )
+    max_concurrency: int = Field(
+        0,
+        ge=0,
+        description="Requests generating at once; 0 means what the engine runs at once "
+        "(max_batch_size for the batched engine, 1 for the sequential one).",
     )
     prefill_chunk_tokens: int = Field(
         512,
@@ -96,6 +96,54 @@ class Settings(BaseSettings):
         description="Most tokens a request may use, prompt and completion together (vLLM's "
         "--max-model-len); 0: the model's context length.",
     )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Where built-in models are built and GGUF files converted, once, on first use.",
+    )
+    warmup_tokens: int = Field(
+        4, ge=0, description="Tokens generated at start-up before /ready turns 200 (0: no warm-up)."
+    )
+
+    @model_validator(mode="after")
+    def _static_cache_needs_the_sequential_engine(self) -> EngineSettings:
+        if self.static_cache and self.engine != "sequential":
+            raise ValueError("--static-cache applies to the sequential engine: add --engine sequential")
+        return self
+
+    @property
+    def generation_slots(self) -> int:
+        """Requests generating at once: ``max_concurrency``, or what the chosen engine runs at once."""
+        if self.max_concurrency:
+            return self.max_concurrency
+        return self.max_batch_size if self.engine == "batched" else 1
+
+    @property
+    def model_name(self) -> str:
+        """The name clients see for the served model: a local path is served under its base name."""
+        if self.served_model_name:
+            return self.served_model_name
+        path = Path(self.model).expanduser()
+        if path.is_file():
+            return path.name.removesuffix(".gguf")
+        if path.is_dir():
+            return path.resolve().name
+        return self.model
+
+
+class Settings(EngineSettings):
+    """Configuration of the service, read from env vars and (under ``python -m service``) flags:
+    the engine's part (:class:`EngineSettings`) and the server's."""
+
+    model_config = SettingsConfigDict(
+        cli_prog_name="python -m service",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        protected_namespaces=(),
+        extra="ignore",
+    )
+
+    host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in containers).")
+    port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
     max_new_tokens: int = Field(
         512,
         ge=1,
@@ -107,12 +155,6 @@ class Settings(BaseSettings):
         None,
         description="If set, /v1/* requires 'Authorization: Bearer <key>'; several keys are "
         "separated by commas. Never logged.",
-    )
-    max_concurrency: int = Field(
-        0,
-        ge=0,
-        description="Requests generating at once; 0 means what the engine runs at once "
-        "(max_batch_size for the batched engine, 1 for the sequential one).",
     )
     max_queue: int = Field(16, ge=0, description="Requests waiting for a generation slot; more get 429.")
     queue_timeout: float = Field(
@@ -152,45 +194,19 @@ class Settings(BaseSettings):
     runpod_batch_pieces: int = Field(
         50, ge=1, description="RunPod queue worker: at most this many pieces of text in one item."
     )
-    cache_dir: Path = Field(
-        default_factory=_default_cache_dir,
-        description="Where built-in models are built and GGUF files converted, once, on first use.",
-    )
-    warmup_tokens: int = Field(
-        4, ge=0, description="Tokens generated at start-up before /ready turns 200 (0: no warm-up)."
-    )
     instance_id: str | None = Field(
         None,
         description="Identifies this process in done events (default: a random id per process).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
-    @model_validator(mode="after")
-    def _static_cache_needs_the_sequential_engine(self) -> Settings:
-        if self.static_cache and self.engine != "sequential":
-            raise ValueError("--static-cache applies to the sequential engine: add --engine sequential")
-        return self
-
     @property
     def api_keys(self) -> list[str]:
         joined = self.api_key.get_secret_value() if self.api_key else ""
         return [key.strip() for key in joined.split(",") if key.strip()]
 
-    @property
-    def generation_slots(self) -> int:
-        """Requests generating at once: ``max_concurrency``, or what the chosen engine runs at once."""
-        if self.max_concurrency:
-            return self.max_concurrency
-        return self.max_batch_size if self.engine == "batched" else 1
-
-    @property
-    def model_name(self) -> str:
-        """The name clients see for the served model: a local path is served under its base name."""
-        if self.served_model_name:
-            return self.served_model_name
-        path = Path(self.model).expanduser()
-        if path.is_file():
-            return path.name.removesuffix(".gguf")
-        if path.is_dir():
-            return path.resolve().name
-        return self.model
+    def engine_settings(self) -> EngineSettings:
+        """The engine's part alone, for the engine to keep."""
+        return EngineSettings.model_construct(
+            **{name: getattr(self, name) for name in EngineSettings.model_fields}
+        )

@@ -10,7 +10,6 @@ from loadtest.cost import find_price
 from service.deploy_settings import (
     DeploySettings,
     container_env,
-    generation_slots,
     requests_per_container,
 )
 from service.settings import Settings
@@ -40,7 +39,7 @@ def test_a_container_admits_its_generation_slots_plus_its_queue(
     default = make_settings(max_queue=16)
     # max_concurrency 0 means what the engine runs at once: 1, or the batched engine's batch size
     engine_slots = default.max_batch_size if default.engine == "batched" else 1
-    assert generation_slots(default) == engine_slots
+    assert default.generation_slots == engine_slots
     assert requests_per_container(default) == engine_slots + 16
     assert requests_per_container(make_settings(max_concurrency=4, max_queue=0)) == 4
 

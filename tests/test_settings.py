@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import DEFAULT_MODEL_ID, Settings
+from service.settings import DEFAULT_MODEL_ID, EngineSettings, Settings
 
 
 def test_defaults_serve_mistral_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,3 +80,17 @@ def test_a_static_cache_needs_the_sequential_engine() -> None:
 
     with pytest.raises(ValidationError, match="--static-cache applies to the sequential engine"):
         Settings(engine="batched", static_cache=True)
+
+
+def test_the_engine_keeps_only_its_part_of_the_settings() -> None:
+    from service.engine import create_engine
+
+    settings = Settings(model="tiny-random", api_key="sk-secret", port=9000, max_concurrency=3)
+
+    engine = create_engine(settings)
+
+    kept = engine._settings  # type: ignore[attr-defined]
+    assert type(kept) is EngineSettings
+    assert not hasattr(kept, "api_key")
+    assert not hasattr(kept, "port")
+    assert (kept.model, engine.max_concurrency) == ("tiny-random", 3)

@@ -34,7 +34,7 @@ from service.engine.prompt import prompt_tokens_at_least, render_chat
 from service.engine.sampling import random_seed
 from service.engine.streamer import Detokenizer
 from service.engine.threads import run_on_daemon_thread
-from service.settings import Settings
+from service.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,9 @@ _HEALTH_CHECK_S = 2.0
 class BatchedEngine(Engine):
     """Serves up to ``max_concurrency`` generations at once in one continuous batch."""
 
-    def __init__(self, settings: Settings, loader: Callable[[Settings], LoadedModel] = load_model):
+    def __init__(
+        self, settings: EngineSettings, loader: Callable[[EngineSettings], LoadedModel] = load_model
+    ):
         super().__init__()
         self.model_name = settings.model_name
         self.max_concurrency = settings.generation_slots

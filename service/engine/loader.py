@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from service.engine.builtin_models import BUILTIN_MODELS
 from service.engine.gguf_model import ensure_converted, find_gguf_file
 from service.engine.random_model import is_random_model, load_random_model
-from service.settings import Settings
+from service.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +48,14 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return _DTYPES[name]
 
 
-def torch_threads(settings: Settings) -> int:
+def torch_threads(settings: EngineSettings) -> int:
     if settings.torch_threads > 0:
         return settings.torch_threads
     # The inference thread competes with the event loop that sends the tokens: leave it a core.
     return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
-def resolve_model_path(settings: Settings) -> str:
+def resolve_model_path(settings: EngineSettings) -> str:
     """A Hugging Face id or a local directory: built-in names are built and GGUF files converted
     on first use, into the cache directory."""
     cache_dir = Path(settings.cache_dir)
@@ -66,7 +66,7 @@ def resolve_model_path(settings: Settings) -> str:
     return settings.model
 
 
-def load_model(settings: Settings) -> LoadedModel:
+def load_model(settings: EngineSettings) -> LoadedModel:
     """Load weights and tokenizer as the settings say. Blocking: call it off the event loop."""
     torch.set_num_threads(torch_threads(settings))
     device = resolve_device(settings.device)

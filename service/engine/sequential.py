@@ -40,7 +40,7 @@ from service.engine.prompt import prompt_tokens_at_least, render_chat
 from service.engine.sampling import SeededSampler, random_seed
 from service.engine.streamer import Detokenizer, GenerationStopped, TokenIdStreamer
 from service.engine.threads import settle
-from service.settings import Settings
+from service.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,9 @@ class InferenceThread:
 class SequentialEngine(Engine):
     """Serves one generation at a time; later requests wait in arrival order."""
 
-    def __init__(self, settings: Settings, loader: Callable[[Settings], LoadedModel] = load_model):
+    def __init__(
+        self, settings: EngineSettings, loader: Callable[[EngineSettings], LoadedModel] = load_model
+    ):
         super().__init__()
         self.model_name = settings.model_name
         self._settings = settings
