@@ -19,7 +19,7 @@ import enum
 import time
 from dataclasses import dataclass
 
-from service.errors import APIError
+from service.errors import ErrorCode
 
 
 class TicketState(enum.Enum):
@@ -65,13 +65,11 @@ class AdmissionController:
         """Refuse now what :meth:`admit` would refuse, without admitting: callers check before
         work a refused request should not cost (templating, tokenizing). Raises :class:`APIError`."""
         if self.draining:
-            raise APIError(503, "the server is shutting down", code="shutting_down")
+            raise ErrorCode.SHUTTING_DOWN.error("the server is shutting down")
         must_wait = self.running >= self.max_concurrency or self.waiting > 0
         if must_wait and self.waiting >= self.max_queue:
-            raise APIError(
-                429,
+            raise ErrorCode.OVERLOADED.error(
                 f"the server is at capacity ({self.running} generating, {self.waiting} waiting): retry later",
-                code="overloaded",
                 headers={"Retry-After": str(self.retry_after_s)},
             )
 

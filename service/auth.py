@@ -11,7 +11,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import APIError
+from service.errors import APIError, ErrorCode
 
 PROTECTED_PREFIX = "/v1/"
 
@@ -40,4 +40,4 @@ class ApiKeyAuth:
 
 
 def _unauthorized(message: str) -> APIError:
-    return APIError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+    return ErrorCode.INVALID_API_KEY.error(message, headers={"WWW-Authenticate": "Bearer"})

@@ -21,7 +21,7 @@ from service.engine.base import (
     SamplingParams,
     TemplateOptions,
 )
-from service.errors import APIError
+from service.errors import ErrorCode
 from service.generation import ChatGeneration, GenerationContext
 from service.instance import current_instance
 from service.metrics import Metrics
@@ -77,11 +77,8 @@ class ChatService:
         if max_new_tokens is None:
             max_new_tokens = min(self.settings.max_new_tokens, limit)
         elif max_new_tokens > limit:
-            raise APIError(
-                400,
-                f"{param_name} is {max_new_tokens}, above this server's limit of {limit}",
-                param=param_name,
-                code="max_new_tokens_too_large",
+            raise ErrorCode.MAX_NEW_TOKENS_TOO_LARGE.error(
+                f"{param_name} is {max_new_tokens}, above this server's limit of {limit}", param=param_name
             )
         return SamplingParams(
             max_new_tokens=max_new_tokens,
@@ -133,16 +130,18 @@ class ChatService:
         request_timeout = self.settings.request_timeout
         deadline = loop.time() + request_timeout if request_timeout > 0 else None
         if self.admission.draining:
-            raise APIError(503, "the server is shutting down", code="shutting_down")
+            raise ErrorCode.SHUTTING_DOWN.error("the server is shutting down")
         if not self.engine.ready:
-            raise APIError(503, f"not ready: {self.engine.status.reason}", headers={"Retry-After": "5"})
+            raise ErrorCode.MODEL_NOT_READY.error(
+                f"not ready: {self.engine.status.reason}", headers={"Retry-After": "5"}
+            )
         # Cheap refusals first: a full server or an impossibly long prompt costs no templating.
         self.admission.check_capacity()
         await self._refuse_far_too_long(messages)
         try:
             prompt = await self.engine.render_prompt(messages, template)
         except InvalidPromptError as exc:
-            raise APIError(400, str(exc), param=exc.param, code="invalid_messages") from exc
+            raise ErrorCode.INVALID_MESSAGES.error(str(exc), param=exc.param) from exc
         params = self._fit_to_context(len(prompt.token_ids), params, fit_to_context, param_name)
         ticket = self.admission.admit()
         queue_timeout = self.settings.queue_timeout
@@ -158,12 +157,10 @@ class ChatService:
         and tokenized (a 1 MB prompt took 3.3 s, stalling every stream meanwhile)."""
         at_least = await self.engine.prompt_tokens_at_least(messages)
         if at_least >= self.engine.context_length:
-            raise APIError(
-                400,
+            raise ErrorCode.CONTEXT_LENGTH_EXCEEDED.error(
                 f"the messages are more than {at_least} tokens, but the model's context is "
                 f"{self.engine.context_length} tokens: shorten the messages",
                 param="messages",
-                code="context_length_exceeded",
             )
 
     def _fit_to_context(
@@ -177,12 +174,10 @@ class ChatService:
         if params.max_new_tokens > room:
             asked = "" if fit_to_context else f" and {params.max_new_tokens} new tokens were asked for"
             lower = "" if fit_to_context else f" or lower {param_name}"
-            raise APIError(
-                400,
+            raise ErrorCode.CONTEXT_LENGTH_EXCEEDED.error(
                 f"the prompt has {prompt_tokens} tokens{asked}, but the model's context is "
                 f"{context_length} tokens: shorten the messages{lower}",
                 param="messages",
-                code="context_length_exceeded",
             )
         return params
 

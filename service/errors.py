@@ -8,6 +8,7 @@ the same body (:func:`error_body`).
 
 from __future__ import annotations
 
+import enum
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -63,6 +64,64 @@ class APIError(StarletteHTTPException):
         return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers)
 
 
+class ErrorCode(enum.StrEnum):
+    """Every ``code`` the service itself sends, with its status and when; :meth:`error` makes the
+    exception. (Validation errors carry pydantic's own codes, such as ``literal_error``.)"""
+
+    status: int
+    when: str
+
+    def __new__(cls, value: str, status: int, when: str) -> ErrorCode:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.status = status
+        member.when = when
+        return member
+
+    JSON_INVALID = ("json_invalid", 400, "The body is not valid JSON.")
+    UNSUPPORTED_CONTENT_TYPE = (
+        "unsupported_content_type",
+        400,
+        "The body was sent with a content type other than JSON.",
+    )
+    INVALID_MESSAGES = ("invalid_messages", 400, "The chat template cannot render the messages.")
+    MAX_NEW_TOKENS_TOO_LARGE = (
+        "max_new_tokens_too_large",
+        400,
+        "More tokens asked for than `--max-new-tokens-limit`.",
+    )
+    CONTEXT_LENGTH_EXCEEDED = (
+        "context_length_exceeded",
+        400,
+        "The prompt and the tokens asked for do not fit the model's context.",
+    )
+    INVALID_API_KEY = ("invalid_api_key", 401, "`--api-key` is set and the request has no or another key.")
+    MODEL_NOT_FOUND = ("model_not_found", 404, "The request names a model other than the served one.")
+    BODY_TOO_LARGE = ("body_too_large", 413, "The body is larger than `--max-body-bytes`.")
+    HEADERS_TOO_LARGE = (
+        "headers_too_large",
+        431,
+        "The request line and headers exceed 64 KiB; the connection is closed.",
+    )
+    OVERLOADED = ("overloaded", 429, "`--max-concurrency` generate and `--max-queue` wait already.")
+    GENERATION_FAILED = ("generation_failed", 500, "The engine failed; it keeps serving other requests.")
+    MODEL_NOT_READY = ("model_not_ready", 503, "The model is still loading (or failed to load).")
+    SHUTTING_DOWN = ("shutting_down", 503, "The server is draining for shutdown, or stopping now.")
+    QUEUE_TIMEOUT = ("queue_timeout", 503, "No generation slot within `--queue-timeout`.")
+    REQUEST_TIMEOUT = ("request_timeout", 504, "The request ran past `--request-timeout`.")
+
+    def error(
+        self, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
+    ) -> APIError:
+        return APIError(self.status, message, param=param, code=self.value, headers=headers)
+
+
+def error_code_table() -> str:
+    """The docs' table of error codes, made from :class:`ErrorCode` so the two cannot drift."""
+    rows = [f"| `{code.value}` | {code.status} | {code.when} |" for code in ErrorCode]
+    return "\n".join(["| Code | Status | When |", "| --- | --- | --- |", *rows])
+
+
 def error_body(
     message: str, error_type: str, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
@@ -84,10 +143,8 @@ async def _handle_validation_error(request: Request, exc: RequestValidationError
     if content_type is not None and not _is_json(content_type):
         # FastAPI reads such a body as bytes, and pydantic says "Input should be a valid dictionary".
         return _json_error(
-            APIError(
-                400,
-                f"the body must be JSON, sent with 'Content-Type: application/json' (not {content_type!r})",
-                code="unsupported_content_type",
+            ErrorCode.UNSUPPORTED_CONTENT_TYPE.error(
+                f"the body must be JSON, sent with 'Content-Type: application/json' (not {content_type!r})"
             )
         )
     return _json_error(validation_error_to_api_error(exc.errors()))
@@ -116,7 +173,7 @@ def validation_error_to_api_error(errors: Any) -> APIError:
     first = errors[0]
     if first.get("type") == "json_invalid":
         detail = first.get("ctx", {}).get("error", "")
-        return APIError(400, f"request body is not valid JSON: {detail}".rstrip(": "), code="json_invalid")
+        return ErrorCode.JSON_INVALID.error(f"request body is not valid JSON: {detail}".rstrip(": "))
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(location) or None
     message = first.get("msg", "invalid value")

@@ -18,7 +18,7 @@ from service.engine.base import (
     SamplingParams,
     TextDelta,
 )
-from service.errors import APIError
+from service.errors import APIError, ErrorCode
 from service.metrics import Metrics
 from service.schemas import ChatDone, InstanceInfo, Timings, Usage
 
@@ -124,10 +124,8 @@ class ChatGeneration:
                 raise self._aborted() from None
             self._outcome = "queue_timeout"
             waited_s = time.perf_counter() - self._ticket.admitted_at
-            raise APIError(
-                503,
+            raise ErrorCode.QUEUE_TIMEOUT.error(
                 f"waited {waited_s:.1f}s for a generation slot without getting one",
-                code="queue_timeout",
                 headers={"Retry-After": str(self._context.admission.retry_after_s)},
             ) from None
 
@@ -136,7 +134,7 @@ class ChatGeneration:
             return self._context.engine.generate(self._prompt, self._params)
         except EngineError as exc:
             self._outcome = "error"
-            raise APIError(500, str(exc), error_type="server_error", code="generation_failed") from exc
+            raise ErrorCode.GENERATION_FAILED.error(str(exc)) from exc
 
     async def _next_event(self) -> GenerationEvent | None:
         assert self._events is not None
@@ -154,16 +152,16 @@ class ChatGeneration:
                 raise self._aborted() from None
             self._outcome = "timeout"
             limit = self._context.request_timeout_s
-            raise APIError(
-                504, f"the request took longer than {limit:g}s and was stopped", code="request_timeout"
+            raise ErrorCode.REQUEST_TIMEOUT.error(
+                f"the request took longer than {limit:g}s and was stopped"
             ) from None
         except EngineError as exc:
             self._outcome = "error"
-            raise APIError(500, str(exc), error_type="server_error", code="generation_failed") from exc
+            raise ErrorCode.GENERATION_FAILED.error(str(exc)) from exc
 
     def _aborted(self) -> APIError:
         self._outcome = "aborted"
-        return APIError(503, str(self._abort_reason), code="shutting_down")
+        return ErrorCode.SHUTTING_DOWN.error(str(self._abort_reason))
 
     async def _finish_generation(self) -> None:
         """Stop generating and give the slot to the next request; the response may still be writing."""

@@ -15,7 +15,7 @@ import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.errors import error_body
+from service.errors import ErrorCode
 
 # Request line plus headers. nginx's default allows 4 x 8 KiB header lines, h11's 16 KiB for
 # the whole head; API keys, cookies and tracing headers fit well within this.
@@ -48,7 +48,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse_oversized_head(self) -> None:
         message = f"the request line and headers are larger than {self.max_head_bytes} bytes"
-        body = json.dumps(error_body(message, "invalid_request_error", None, "headers_too_large")).encode()
+        body = json.dumps(ErrorCode.HEADERS_TOO_LARGE.error(message).body()).encode()
         self.logger.warning("refused a request: %s", message)
         head = (
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"

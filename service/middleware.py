@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import APIError
+from service.errors import APIError, ErrorCode
 from service.metrics import Metrics
 
 # Endpoints counted by name; anything else is "other" (bounded label values).
@@ -48,7 +48,7 @@ class BodySizeLimit:
         await self._too_large().to_response()({"type": "http"}, _no_receive, send)
 
     def _too_large(self) -> APIError:
-        return APIError(413, f"request body is larger than {self.max_bytes} bytes", code="body_too_large")
+        return ErrorCode.BODY_TOO_LARGE.error(f"request body is larger than {self.max_bytes} bytes")
 
 
 async def _no_receive() -> Message:

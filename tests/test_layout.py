@@ -72,3 +72,16 @@ def test_the_http_layer_never_imports_torch() -> None:
             if isinstance(node, ast.Import | ast.ImportFrom)
             for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
         }, path
+
+
+def test_error_codes_come_from_the_enum_not_string_literals() -> None:
+    literal_codes = [
+        f"{path.name}:{node.lineno}"
+        for path in SERVICE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.keyword)
+        and node.arg == "code"
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    ]
+    assert literal_codes == []

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 
 from service.chat_service import ChatService
 from service.engine.base import Message, TemplateOptions
-from service.errors import APIError
+from service.errors import APIError, ErrorCode
 from service.generation import ChatGeneration
 from service.routes.cancellation import with_cancellation
 from service.routes.deps import get_chat_service
@@ -60,11 +60,8 @@ async def chat_completions(
     model = service.engine.model_name
     if body.model is not None and body.model != model:
         # OpenAI's and vLLM's answer to a model the server does not serve.
-        raise APIError(
-            404,
-            f"the model {body.model!r} does not exist: this server serves {model!r}",
-            param="model",
-            code="model_not_found",
+        raise ErrorCode.MODEL_NOT_FOUND.error(
+            f"the model {body.model!r} does not exist: this server serves {model!r}", param="model"
         )
     messages = [Message(role=m.chat_role, content=m.text()) for m in body.messages]
     use_completion_tokens = body.max_completion_tokens is not None
