@@ -27,6 +27,7 @@ run: install ## serve $(MODEL) on $(HOST):$(PORT)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: lint ## lint, then every test but the slow ones (a few minutes)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -18,7 +18,7 @@ from service.settings import Settings
 
 def main() -> None:
     try:
-        settings = Settings(_cli_parse_args=True)  # type: ignore[call-arg]
+        settings = Settings(_cli_parse_args=True)
     except ValidationError as exc:  # a bad flag or env var: say which, without a traceback
         problems = "\n".join(f"  {_field(error)}: {error['msg']}" for error in exc.errors())
         sys.exit(f"python -m service: invalid settings\n{problems}")

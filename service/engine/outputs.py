@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Protocol
 
 from service.engine.base import EngineError, GenerationEvent, GenerationFinished, TextDelta
 from service.engine.streamer import Detokenizer
 
 # (token ids, finished, error), from the inference thread. An error comes with finished=True.
 Output = tuple[list[int], bool, BaseException | None]
+
+
+class OutputSink(Protocol):
+    """Called on the inference thread with each step's token ids; the last call has finished=True."""
+
+    def __call__(
+        self, token_ids: list[int], finished: bool = False, error: BaseException | None = None
+    ) -> None: ...
 
 
 class Mailbox:
@@ -34,7 +43,7 @@ class Mailbox:
         self._lock = threading.Lock()
         self._pending: list[tuple[asyncio.Queue[Output], Output]] = []
 
-    def sink(self, outputs: asyncio.Queue[Output]) -> Callable[[list[int], bool, BaseException | None], None]:
+    def sink(self, outputs: asyncio.Queue[Output]) -> OutputSink:
         """A sink for the inference thread that posts to ``outputs``."""
 
         def post(token_ids: list[int], finished: bool = False, error: BaseException | None = None) -> None:
@@ -69,7 +78,7 @@ class LoopMailbox:
     def __init__(self) -> None:
         self._mailbox: Mailbox | None = None
 
-    def sink(self, outputs: asyncio.Queue[Output]) -> Callable[[list[int], bool, BaseException | None], None]:
+    def sink(self, outputs: asyncio.Queue[Output]) -> OutputSink:
         """Call on the event loop: a sink for the inference thread that posts to ``outputs``."""
         loop = asyncio.get_running_loop()
         if self._mailbox is None or self._mailbox.loop is not loop:
@@ -86,7 +95,7 @@ async def stream_outputs(
     max_new_tokens: int,
     queue_s: Callable[[], float],
     stop_generating: Callable[[], None],
-) -> AsyncIterator[GenerationEvent]:
+) -> AsyncGenerator[GenerationEvent, None]:
     """Text deltas, then one :class:`GenerationFinished`; raises EngineError for a failed generation.
 
     When a stop string matches, ``stop_generating`` is called at once (before the last text

@@ -14,20 +14,17 @@ decode steps of the running batch, and join it when their last chunk is in.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 from transformers import DynamicCache
 
+from service.engine.batch_request import BatchRequest
+
 # Padding a group may carry: a quarter of its tokens, or this many tokens a row.
 _PADDING_SHARE = 0.25
 _PADDING_PER_ROW = 16
-
-
-class Prompted(Protocol):
-    prompt_ids: list[int]
-    started_at: float | None
 
 
 @dataclass
@@ -39,9 +36,9 @@ class Prefilled:
     logits: torch.Tensor
 
 
-def length_groups(requests: list[Prompted]) -> list[list[Prompted]]:
+def length_groups(requests: Sequence[BatchRequest]) -> list[list[BatchRequest]]:
     """``requests`` grouped by prompt length so that padding to each group's longest wastes little."""
-    groups: list[list[Prompted]] = []
+    groups: list[list[BatchRequest]] = []
     tokens = 0
     for request in sorted(requests, key=lambda r: len(r.prompt_ids)):
         length = len(request.prompt_ids)  # the longest so far: the group pads to it
@@ -57,7 +54,9 @@ def length_groups(requests: list[Prompted]) -> list[list[Prompted]]:
     return groups
 
 
-def prefill_together(model: torch.nn.Module, requests: list[Prompted], pad_token_id: int) -> Prefilled:
+def prefill_together(
+    model: torch.nn.Module, requests: Sequence[BatchRequest], pad_token_id: int
+) -> Prefilled:
     """One forward pass over the left-padded prompts of ``requests``."""
     started = time.perf_counter()
     device = next(model.parameters()).device
@@ -85,7 +84,7 @@ def prefill_together(model: torch.nn.Module, requests: list[Prompted], pad_token
 class ChunkedPrefill:
     """One long prompt, prefilled ``chunk_tokens`` at a time into a cache of its own."""
 
-    request: Prompted
+    request: BatchRequest
     chunk_tokens: int
     done_tokens: int = 0
     cache: DynamicCache = field(default_factory=DynamicCache)

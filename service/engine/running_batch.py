@@ -8,11 +8,12 @@ it; a finished or cancelled row is dropped, and padding columns no row needs are
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 if TYPE_CHECKING:
     from service.engine.batch_request import BatchRequest
@@ -50,15 +51,17 @@ class RunningBatch:
             mine_pad, new_pad = max(0, theirs - ours), max(0, ours - theirs)
             joined = [
                 (
-                    torch.cat([_padded(mine.keys, mine_pad), _padded(new.keys, new_pad)]),
-                    torch.cat([_padded(mine.values, mine_pad), _padded(new.values, new_pad)]),
+                    torch.cat([_padded(mine_keys, mine_pad), _padded(new_keys, new_pad)]),
+                    torch.cat([_padded(mine_values, mine_pad), _padded(new_values, new_pad)]),
                 )
-                for mine, new in zip(self.cache.layers, cache.layers, strict=True)
+                for (mine_keys, mine_values), (new_keys, new_values) in zip(
+                    _layer_tensors(self.cache), _layer_tensors(cache), strict=True
+                )
             ]
             mask = torch.cat([F.pad(self.attention_mask, (mine_pad, 0)), F.pad(attention_mask, (new_pad, 0))])
             next_positions = torch.cat([self.next_positions, positions])
             next_tokens = torch.cat([self.next_tokens, tokens.unsqueeze(-1)])
-            for layer, (keys, values) in zip(self.cache.layers, joined, strict=True):
+            for layer, (keys, values) in zip(_dynamic_layers(self.cache), joined, strict=True):
                 layer.keys, layer.values = keys, values
             self.attention_mask, self.next_positions, self.next_tokens = mask, next_positions, next_tokens
         self.requests.extend(requests)
@@ -79,10 +82,27 @@ class RunningBatch:
         self.requests = [self.requests[row] for row in rows]
         first = int(self.attention_mask.any(dim=0).int().argmax())  # the first column in use
         if first > 0:
-            for layer in self.cache.layers:
-                layer.keys = layer.keys[:, :, first:]
-                layer.values = layer.values[:, :, first:]
+            for layer, (keys, values) in zip(
+                _dynamic_layers(self.cache), _layer_tensors(self.cache), strict=True
+            ):
+                layer.keys, layer.values = keys[:, :, first:], values[:, :, first:]
             self.attention_mask = self.attention_mask[:, first:]
+
+
+def _dynamic_layers(cache: DynamicCache) -> list[DynamicLayer]:
+    """The cache's layers: a DynamicCache of a full-attention model holds DynamicLayers only."""
+    return [cast(DynamicLayer, layer) for layer in cache.layers]
+
+
+def _layer_tensors(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [_layer_tensors_of(layer) for layer in _dynamic_layers(cache)]
+
+
+def _layer_tensors_of(layer: DynamicLayer) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's key and value states (a prefilled cache holds them in every layer)."""
+    assert layer.keys is not None, "a layer of the cache holds no states"
+    assert layer.values is not None, "a layer of the cache holds no states"
+    return layer.keys, layer.values
 
 
 def _padded(states: torch.Tensor, columns: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ batching: every request in a step shares one generator.
 from __future__ import annotations
 
 import random
+from typing import cast
 
 import torch
 from transformers import LogitsProcessor
@@ -95,4 +96,4 @@ class SeededSampler(LogitsProcessor):
             self._top_p = self._top_p.to(scores.device)
         step = input_ids.shape[-1] - self._prompt_length
         keys = torch.tensor([noise_key(self._seed, step)], device=scores.device)
-        return apply_sampling(scores, self._temperature, self._top_p, keys)
+        return cast(torch.FloatTensor, apply_sampling(scores, self._temperature, self._top_p, keys))

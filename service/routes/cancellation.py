@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from fastapi import Request, Response
@@ -22,7 +22,7 @@ T = TypeVar("T")
 CLIENT_CLOSED_REQUEST = 499
 
 
-def with_cancellation(handler: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T | Response]]:
+def with_cancellation(handler: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Awaitable[T | Response]]:
     """The handler must take the request as a keyword argument named ``request``."""
 
     @functools.wraps(handler)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -23,7 +25,7 @@ async def health(request: Request) -> JSONResponse:
 async def ready(request: Request) -> JSONResponse:
     engine = request.app.state.engine
     if request.app.state.admission.draining:
-        body = {"status": "draining", "reason": "the server is shutting down"}
+        body: dict[str, Any] = {"status": "draining", "reason": "the server is shutting down"}
         return JSONResponse(body, status_code=503)
     if not engine.ready:
         body = {"status": engine.status.state.value, "reason": engine.status.reason}
