@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-slow test-all lint format lock clean
+.PHONY: install run test test-slow test-all lint docs docs-build format lock clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +29,19 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint ## lint, then every test but the slow ones (a few minutes)
+docs-build: install ## the docs site, strictly: a broken link or anchor fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs: install ## serve the docs site on $(HOST):8001
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a $(HOST):8001
+
+test: lint docs-build ## lint, the docs build, then every test but the slow ones (a few minutes)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: install ## only the slow tests: schemathesis and the soak
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-test-all: lint ## every test, slow ones included
+test-all: lint docs-build ## every test, slow ones included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 format: install
@@ -46,4 +52,4 @@ lock: ## re-pin requirements*.lock from pyproject.toml's ranges
 	TORCH_SPEC="$(TORCH_SPEC)" ./scripts/lock.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

@@ -1,1 +1,1 @@
-"""Provider shims: each only imports the service and mounts it (README: Deploying)."""
+"""Provider shims: each only imports the service and mounts it (docs/deploying.md)."""

@@ -4,7 +4,7 @@
 
 Beam imports this file as the module ``deploy.beam`` (from the working directory),
 so it does not shadow the ``beam`` package. Settings come from env vars at deploy
-time (README: Deploying).
+time (docs/deploying.md).
 """
 
 from pathlib import Path

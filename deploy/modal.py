@@ -4,7 +4,7 @@
 
 Deploy it as a module (-m): run as a file (``modal deploy deploy/modal.py``),
 Python puts deploy/ first on sys.path and ``import modal`` finds this file instead
-of the modal package. Settings come from env vars at deploy time (README: Deploying).
+of the modal package. Settings come from env vars at deploy time (docs/deploying.md).
 """
 
 from pathlib import Path

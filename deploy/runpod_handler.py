@@ -2,7 +2,7 @@
 
 The handler streams the same chunks as /v1/chat (service/runpod_worker.py).
 For RunPod's load-balancing endpoints no shim is needed: the image's own
-``python -m service`` serves /v1/chat and /ping (README: Deploying).
+``python -m service`` serves /v1/chat and /ping (docs/deploying.md).
 """
 
 import runpod

@@ -1,4 +1,4 @@
-"""Per-request records and their summary: the numbers README "Load testing" defines.
+"""Per-request records and their summary: the numbers docs/load-testing.md defines.
 
 Times start when the request was due: when it was sent, or with ``--rate`` its
 scheduled send time, so that waiting in the client (all streams in flight) counts.

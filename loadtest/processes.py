@@ -2,7 +2,7 @@
 
 One asyncio loop parses every stream's events in one Python thread: past some number
 of streams it falls behind, and the gaps and latencies it records grow with its own
-delay, not the server's (README: Load testing, beyond one process, has the measured
+delay, not the server's (docs/load-testing.md, beyond one process, has the measured
 limit). ``--processes N`` gives each process every N-th request (process k sends
 requests k, k+N, ...), an N-th of the streams, the same arrival schedule and the same
 start time, so the merged run is the one asked for.

@@ -307,6 +307,6 @@ def render_comparison(run_dirs: list[Path]) -> str:
         "- cold TTFT: the largest TTFT among cold requests "
         "(among the warm-up phase where the server reports no instance)",
         "- warm: requests that met an already-answering instance (the steady phase where unknown)",
-        "- definitions: README, section Load testing; each run's report.md has the details",
+        "- definitions: docs/load-testing.md; each run's report.md has the details",
     ]
     return "\n".join(["# Load test comparison", "", *table(header, rows), "", *notes]) + "\n"

@@ -4,7 +4,7 @@
     python loadtest/run.py --url https://...modal.run --provider modal --gpu A100-80GB --out runs/modal
     python loadtest/run.py --compare runs/local runs/modal --out runs/compare
 
-README, section "Load testing", defines every number and shows each provider's command.
+docs/load-testing.md defines every number and shows each provider's command.
 """
 
 from __future__ import annotations
@@ -90,7 +90,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dataset", type=Path, help='JSONL rows {"prompt": ..., "output_tokens": N}: per-row output lengths'
     )
     parser.add_argument(
-        "--processes", type=int, default=1, help="spread the streams over N client processes (README: limits)"
+        "--processes",
+        type=int,
+        default=1,
+        help="spread the streams over N client processes (docs/load-testing.md: limits)",
     )
     parser.add_argument(
         "--model", help="model name for OpenAI-compatible servers (default: the first listed)"
@@ -121,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         metavar="SECONDS",
         help="poll /ready (up to SECONDS) before the first request and time the cold start there: "
-        "for cold starts longer than a provider's proxy waits (README: long cold starts)",
+        "for cold starts longer than a provider's proxy waits (docs/deploying.md: long cold starts)",
     )
     parser.add_argument("--request-timeout", type=float, default=600.0, help="seconds per request at most")
     parser.add_argument(

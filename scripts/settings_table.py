@@ -1,4 +1,4 @@
-"""Print the README's settings table from the Settings class (so the two cannot drift)."""
+"""Print the settings table of docs/settings.md from the Settings class (so the two cannot drift)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def write_into(readme: Path) -> None:
     """Replace the table in ``readme`` (from its header row to the next blank line)."""
     text = readme.read_text()
     start = text.index("| Flag | Env var |")
-    end = text.index("\n\n", start)
+    end = text.find("\n\n", start)
+    end = len(text.rstrip("\n")) if end < 0 else end
     readme.write_text(text[:start] + settings_table() + text[end:])
 
 

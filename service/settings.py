@@ -1,7 +1,7 @@
 """One settings class: every field is an env var and a CLI flag.
 
 pydantic-settings builds both from the same fields, so the environment, the
-command line and the README table cannot drift apart. Env var names carry no
+command line and the docs' settings table cannot drift apart. Env var names carry no
 prefix (``MODEL_ID``, ``PORT``) because that is what Docker images and the
 providers' consoles conventionally set.
 """
@@ -46,13 +46,13 @@ class EngineSettings(BaseSettings):
     engine: Literal["sequential", "batched"] = Field(
         "batched",
         description="'batched': continuous batching, requests join and leave between decode steps; "
-        "'sequential': one generate() at a time (README: Engines).",
+        "'sequential': one generate() at a time (docs/architecture.md: Engines).",
     )
     static_cache: bool = Field(
         False,
         description="Sequential engine: generate() with a static KV cache of --static-cache-tokens; "
         "on CUDA transformers then compiles the decode step with torch.compile (CUDA graphs), "
-        "once, during the warm-up (README: Engines).",
+        "once, during the warm-up (docs/architecture.md: Engines).",
     )
     static_cache_tokens: int = Field(
         0,
@@ -88,7 +88,7 @@ class EngineSettings(BaseSettings):
         0,
         ge=0,
         description="torch intra-op threads; 0 means all cores but one, which is left to the "
-        "event loop that streams the tokens (README: Performance).",
+        "event loop that streams the tokens (docs/performance.md).",
     )
     max_model_len: int = Field(
         0,

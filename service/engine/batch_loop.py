@@ -1,6 +1,6 @@
 """Our continuous batching: one decode step for every running request, new ones joining between steps.
 
-Why not transformers' ContinuousBatchingManager (README: Engines): its bookkeeping per
+Why not transformers' ContinuousBatchingManager (docs/architecture.md: Engines): its bookkeeping per
 step costs more than the model on small batches (474 against 1006 tokens/s in-process).
 
 Each iteration: new prompts are prefilled (service.engine.prefill: short ones together

@@ -1,4 +1,4 @@
-"""The README's Docker and Deploying sections document what the shims and the image do."""
+"""docs/deploying.md documents what the shims and the image do."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from service.deploy_settings import DeploySettings
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "docs" / "deploying.md").read_text()
 
 
 @pytest.mark.parametrize("field", sorted(DeploySettings.model_fields))

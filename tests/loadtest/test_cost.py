@@ -62,7 +62,7 @@ def test_every_price_has_a_source_and_every_dated_one_an_iso_date() -> None:
 
 
 def test_the_readme_price_table_lists_every_price_with_its_source() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "load-testing.md").read_text()
 
     for price in PRICES:
         row = next(
@@ -109,7 +109,7 @@ def test_a_price_per_second_override_is_the_whole_price() -> None:
 
 
 def test_the_readme_lists_every_container_rate_with_its_source() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "load-testing.md").read_text()
 
     for rates in CONTAINER_RATES:
         core, gib = (f"{usd:.10f}".rstrip("0") for usd in (rates.usd_per_core_s, rates.usd_per_gib_s))
