@@ -5,24 +5,27 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
 from service.app import create_app
+from service.settings import Settings
 from tests.conftest import serve, stream_chat, wait_until_ready
+from tests.fakes import ScriptedEngine
 from tests.test_main import free_port
 
 KEYS = "first-secret-key,second-secret-key"
 
 
 @pytest.fixture(scope="module")
-def protected_url(make_settings: Callable[..., Any]) -> Iterator[str]:
-    with serve(create_app(make_settings(api_key=KEYS))) as url:
+def protected_url() -> Iterator[str]:
+    """Keys are the HTTP layer's business: the scripted engine (tests/fakes.py) serves, once."""
+    settings = Settings(model="scripted", api_key=KEYS)
+    with serve(create_app(settings, ScriptedEngine())) as url:
         yield url
 
 
@@ -60,7 +63,7 @@ def test_each_configured_key_is_accepted(protected_url: str) -> None:
 
 def test_openai_sdk_sends_its_key(protected_url: str) -> None:
     with openai.OpenAI(base_url=f"{protected_url}/v1", api_key="second-secret-key") as sdk:
-        assert sdk.models.list().data[0].id == "tiny-random"
+        assert sdk.models.list().data[0].id == "scripted"
     with (
         openai.OpenAI(base_url=f"{protected_url}/v1", api_key="nope", max_retries=0) as sdk,
         pytest.raises(openai.AuthenticationError),

@@ -1,12 +1,21 @@
-"""Every bad input gets a 4xx with a message that says what to fix; the server stays ready."""
+"""Every bad input gets a 4xx with a message that says what to fix; the server stays ready.
+
+None of this reaches the model, so the server runs the scripted engine (tests/fakes.py),
+once, instead of a real model per engine.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import serve
+from tests.fakes import ScriptedEngine
 
 GOOD_MESSAGES = [{"role": "user", "content": "hi"}]
 NATIVE_CASES: list[tuple[str, Any, int, str]] = [
@@ -122,6 +131,19 @@ OPENAI_CASES: list[tuple[str, Any, int, str]] = [
 ]
 
 
+@pytest.fixture(scope="module")
+def scripted_server_url() -> Iterator[str]:
+    settings = Settings(model="scripted")
+    with serve(create_app(settings, ScriptedEngine())) as url:
+        yield url
+
+
+@pytest.fixture
+def client(scripted_server_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=scripted_server_url, timeout=60) as http:
+        yield http
+
+
 @pytest.mark.parametrize(
     ("case", "body", "status", "message"), NATIVE_CASES, ids=[c[0] for c in NATIVE_CASES]
 )
@@ -140,9 +162,10 @@ def test_openai_endpoint_rejects(
     assert_rejected(client, "/v1/chat/completions", body, status, message)
 
 
-def test_oversized_body_is_413(make_server: Callable[..., Any]) -> None:
+def test_oversized_body_is_413() -> None:
     big = {"messages": [{"role": "user", "content": "x" * 5000}]}
-    with make_server(max_body_bytes=4096) as url, httpx.Client(base_url=url) as http:
+    settings = Settings(model="scripted", max_body_bytes=4096)
+    with serve(create_app(settings, ScriptedEngine())) as url, httpx.Client(base_url=url) as http:
         assert_rejected(http, "/v1/chat", big, 413, "larger than 4096 bytes")
 
         def chunked() -> Iterator[bytes]:  # no Content-Length: the limit counts the bytes
