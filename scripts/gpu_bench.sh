@@ -46,7 +46,7 @@ part() {
     local name="$1"
     shift
     echo "== $name: $*"
-    timeout "$PART_TIMEOUT_S" "$PYTHON" loadtest/bench_engine.py --model "$MODEL" --device "$DEVICE" \
+    timeout "$PART_TIMEOUT_S" "$PYTHON" -m loadtest.bench engine --model "$MODEL" --device "$DEVICE" \
         --tokens "$TOKENS" --repeats 1 --out "$work" --stem "engine-bench-${DEVICE%%:*}-$name" "$@" \
         >"$work/$name.log" 2>&1
     echo "== $name: exit $?"

@@ -33,7 +33,7 @@ def measure(
     """Median tokens/s of each variant over ``rounds`` interleaved rounds."""
     import torch
 
-    from loadtest.bench.model import resolve_bench_model
+    from loadtest.bench.lib.model import resolve_bench_model
     from service.engine.loader import load_model
     from service.engine.streamer import TokenIdStreamer
     from service.settings import Settings

@@ -109,7 +109,7 @@ def warm_page_cache(model_dir: Path) -> None:
 
 
 def ensure_model_dir(cache_dir: Path) -> Path:
-    from loadtest.bench.model import resolve_bench_model
+    from loadtest.bench.lib.model import resolve_bench_model
 
     return resolve_bench_model(MODEL, cache_dir, device="cpu", dtype="float32")
 

@@ -43,7 +43,7 @@ def measure(
 ) -> dict[str, float]:
     import torch
 
-    from loadtest.bench.model import resolve_bench_model
+    from loadtest.bench.lib.model import resolve_bench_model
     from service.engine import batch_loop as loop_module
     from service.engine.batch_loop import BatchLoop
     from service.engine.batch_request import BatchRequest

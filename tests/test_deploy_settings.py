@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from loadtest.cost import find_price
+from loadtest.measure.cost import find_price
 from service.deploy_settings import (
     DeploySettings,
     container_env,

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from loadtest.sse import ServerSentEvent, SSEParser
+from loadtest.clients.sse import ServerSentEvent, SSEParser
 
 
 class MalformedResponse(ValueError):
@@ -157,7 +157,7 @@ class ChatClient(Protocol):
 
 # Answers a provider's proxy gives on its own, before or instead of the service's (a cold
 # start, a request that outlived the proxy's limit): status -> (error type, meaning). Each
-# provider names its proxy's (loadtest/providers.py); from any other server they are plain errors.
+# provider names its proxy's (loadtest/clients/providers.py); from any other server they are plain errors.
 ProxyAnswers = Mapping[int, tuple[str, str]]
 
 

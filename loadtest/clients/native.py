@@ -15,7 +15,7 @@ from loadtest.clients.base import (
     json_object,
     stream_sse,
 )
-from loadtest.sse import ServerSentEvent
+from loadtest.clients.sse import ServerSentEvent
 
 
 def native_request_body(prompt: str, max_tokens: int, ignore_eos: bool) -> dict[str, object]:
@@ -34,7 +34,7 @@ class NativeClient:
     ignore_eos: bool = True
     headers: dict[str, str] = field(default_factory=dict)
     protocol: str = "native"
-    proxy_answers: ProxyAnswers = field(default_factory=dict)  # the provider's (loadtest/providers.py)
+    proxy_answers: ProxyAnswers = field(default_factory=dict)  # the provider's (clients/providers.py)
 
     def at(self, url: str) -> NativeClient:
         return dataclasses.replace(self, base_url=url)

@@ -27,7 +27,7 @@ from loadtest.clients.base import (
     json_object,
     stream_sse,
 )
-from loadtest.sse import ServerSentEvent
+from loadtest.clients.sse import ServerSentEvent
 
 
 @dataclass
@@ -38,7 +38,7 @@ class OpenAIClient:
     ignore_eos: bool = True
     headers: dict[str, str] = field(default_factory=dict)
     protocol: str = "openai"
-    proxy_answers: ProxyAnswers = field(default_factory=dict)  # the provider's (loadtest/providers.py)
+    proxy_answers: ProxyAnswers = field(default_factory=dict)  # the provider's (clients/providers.py)
     extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request body
     ends_at_usage: bool = False  # the usage chunk is the final event (no [DONE] follows)
 

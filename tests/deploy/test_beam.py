@@ -50,7 +50,7 @@ def test_the_decorator_builds_the_dockerfile_image_on_an_h100(beam_shim: ModuleT
 
     assert config.is_asgi
     assert config.name == "llm-serving"
-    assert config.gpu == "H100"  # on Beam's list of available GPUs, and priced in loadtest/cost.py
+    assert config.gpu == "H100"  # on Beam's list of available GPUs, and priced in loadtest/measure/cost.py
     assert (config.cpu, config.memory) == (4000, 32 * 1024)  # millicores, MiB
     assert config.image.dockerfile_path == str(ROOT / "Dockerfile")
     assert config.image.dockerfile_context_dir == str(ROOT)

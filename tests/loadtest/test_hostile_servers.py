@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from loadtest import run
+from loadtest import cli
 from loadtest.clients import NativeClient, OpenAIClient
-from loadtest.metrics import RequestRecord, build_record, summarize
-from loadtest.runner import send_one
+from loadtest.driver.runner import send_one
+from loadtest.measure.metrics import RequestRecord, build_record, summarize
 from tests.loadtest.clients.test_openai_compatible import chunk, usage_chunk
 from tests.loadtest.scripted_server import Script, ScriptedServer, done_event, scripted_server, text_event
 
@@ -148,7 +148,7 @@ def test_a_run_against_a_malformed_server_writes_its_results_and_says_why(
     with scripted_server() as server:
         server.scripts["/v1/chat"] = Script(steps=[(0.0, b"data: [1,2,3]\n\n")])
 
-        status = run.main(["--url", server.url, "--out", str(tmp_path), "--requests", "3", "--cold", "0"])
+        status = cli.main(["--url", server.url, "--out", str(tmp_path), "--requests", "3", "--cold", "0"])
 
     results = json.loads((tmp_path / "results.json").read_text())
     assert status == 1  # every request failed
@@ -164,7 +164,7 @@ def test_a_run_prints_contradicting_counts_in_the_console(
         server.scripts["/v1/chat/completions"] = Script(steps=[(0.0, step) for step in steps])
         argv = ["--url", server.url, "--protocol", "openai", "--model", "m", "--out", str(tmp_path)]
 
-        status = run.main([*argv, "--requests", "2", "--cold", "0", "--max-tokens", "16"])
+        status = cli.main([*argv, "--requests", "2", "--cold", "0", "--max-tokens", "16"])
 
     results = json.loads((tmp_path / "results.json").read_text())
     assert status == 0

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from loadtest.clients import NativeClient, StreamTrace
-from loadtest.metrics import RequestRecord, build_record
-from loadtest.providers import PROVIDERS
-from loadtest.runner import send_one
+from loadtest.clients.providers import PROVIDERS
+from loadtest.driver.runner import send_one
+from loadtest.measure.metrics import RequestRecord, build_record
 from tests.loadtest.scripted_server import (
     Script,
     ScriptedServer,

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from loadtest.clients import OpenAIClient
-from loadtest.metrics import RequestRecord, build_record
-from loadtest.runner import send_one
+from loadtest.driver.runner import send_one
+from loadtest.measure.metrics import RequestRecord, build_record
 from tests.loadtest.scripted_server import Script, ScriptedServer, scripted_server
 
 LATE_TOLERANCE_S = 0.030

@@ -19,8 +19,8 @@ import pytest
 from fastapi import FastAPI, Header, HTTPException
 
 from loadtest.clients import RunPodQueueClient
-from loadtest.metrics import RequestRecord, build_record
-from loadtest.runner import send_one
+from loadtest.driver.runner import send_one
+from loadtest.measure.metrics import RequestRecord, build_record
 from tests.conftest import serve
 
 QUEUE_S = 0.300  # in the queue before the worker starts

@@ -1,0 +1,1 @@
+"""What the benchmarks share: models, servers, measurement, summaries and tables."""

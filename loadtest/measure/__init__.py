@@ -1,0 +1,1 @@
+"""What the load test computes from its records: latencies, objectives, cost."""

@@ -1,0 +1,1 @@
+"""What the load test sends: arrival times, prompts and their lengths."""
