@@ -39,7 +39,7 @@ from service.engine.outputs import LoopMailbox, Output, stream_outputs
 from service.engine.prompt import prompt_tokens_at_least, render_chat
 from service.engine.sampling import SeededSampler, random_seed
 from service.engine.streamer import Detokenizer, GenerationStopped, TokenIdStreamer
-from service.engine.threads import settle
+from service.engine.threads import awaitable_job
 from service.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -208,19 +208,9 @@ class SequentialEngine(Engine):
     async def _run_on_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` on the inference thread (CUDA state stays on one thread) and await it."""
         assert self._thread is not None
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-
-        def job() -> None:
-            try:
-                result = fn(*args)
-            except BaseException as exc:
-                loop.call_soon_threadsafe(settle, future, None, exc)
-            else:
-                loop.call_soon_threadsafe(settle, future, result, None)
-
+        job, result = awaitable_job(fn, *args)
         self._thread.submit(job)
-        return await future
+        return await result
 
     def _require_loaded(self) -> LoadedModel:
         if self._loaded is None:

@@ -21,23 +21,29 @@ async def run_on_daemon_thread(fn: Callable[..., T], *args: Any, name: str) -> T
 
     Cancelling the awaiting task does not stop ``fn``; the process can still exit meanwhile.
     """
+    job, result = awaitable_job(fn, *args)
+    threading.Thread(target=job, name=name, daemon=True).start()
+    return await result
+
+
+def awaitable_job(fn: Callable[..., T], *args: Any) -> tuple[Callable[[], None], asyncio.Future[T]]:
+    """``(job, future)``: run ``job`` on any thread; ``future`` (of the running loop) gets what
+    ``fn(*args)`` returned or raised."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
-    def run() -> None:
+    def job() -> None:
         try:
             result = fn(*args)
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, future, None, exc)
+            loop.call_soon_threadsafe(_settle, future, None, exc)
         else:
-            loop.call_soon_threadsafe(settle, future, result, None)
+            loop.call_soon_threadsafe(_settle, future, result, None)
 
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return await future
+    return job, future
 
 
-def settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    """Give ``future`` its result, or ``exc``; on the future's loop (``call_soon_threadsafe``)."""
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
     if future.done():  # cancelled: nobody waits any more
         return
     if exc is not None:
