@@ -18,8 +18,8 @@ from loadtest.clients.providers import PROTOCOLS, PROVIDERS
 from loadtest.driver.experiment import RunConfig, run_experiment
 from loadtest.driver.runner import LoadPlan
 from loadtest.driver.search import highest_passing, write_search
+from loadtest.output.comparison import render_comparison
 from loadtest.output.console import RunProgress, console, print_summary
-from loadtest.output.report import render_comparison
 from loadtest.traffic.arrivals import ARRIVALS
 from loadtest.traffic.prompts import DEFAULT_PROMPTS_FILE
 
