@@ -158,7 +158,7 @@ class ChatService:
         at_least = await self.engine.prompt_tokens_at_least(messages)
         if at_least >= self.engine.context_length:
             raise ErrorCode.CONTEXT_LENGTH_EXCEEDED.error(
-                f"the messages are more than {at_least} tokens, but the model's context is "
+                f"the messages are at least {at_least} tokens, but the model's context is "
                 f"{self.engine.context_length} tokens: shorten the messages",
                 param="messages",
             )

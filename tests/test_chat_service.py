@@ -125,7 +125,7 @@ def test_a_prompt_far_over_the_context_is_refused_from_a_prefix(
 
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "context_length_exceeded"
-    assert "more than" in refused.json()["error"]["message"]
+    assert "at least" in refused.json()["error"]["message"]
     assert calls_after_refusal == calls_before  # never templated nor tokenized whole
     # A prompt near the limit is counted exactly, by the template.
     assert just_over.status_code == 400
