@@ -12,12 +12,13 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from service.auth import ApiKeyAuth
 from service.chat_service import build_chat_service
 from service.engine.base import Engine, EngineState
 from service.errors import install_error_handlers
-from service.middleware import BodySizeLimit, HeadAsGet, RequestCounter
+from service.middleware import BodySizeLimit, HeadAsGet, RequestCounter, RequestId
 from service.routes import chat, health, metrics, openai
 from service.settings import Settings
 
@@ -64,12 +65,22 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     install_error_handlers(app)
     for router in (health.router, metrics.router, chat.router, openai.router):
         app.include_router(router)
-    # Added last runs first: HEAD becomes GET, count every API request, then refuse strangers,
-    # then oversized bodies.
+    # Added last runs first: every response gets a request id, browsers' preflights are answered
+    # (before the key check: a preflight carries no key), HEAD becomes GET, every API request is
+    # counted, then strangers are refused, then oversized bodies.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeyAuth, api_keys=settings.api_keys)
     app.add_middleware(RequestCounter, metrics=chat_service.metrics)
     app.add_middleware(HeadAsGet)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id"],
+        )
+    app.add_middleware(RequestId)
     return app
 
 

@@ -97,6 +97,7 @@ class ErrorCode(enum.StrEnum):
     )
     INVALID_API_KEY = ("invalid_api_key", 401, "`--api-key` is set and the request has no or another key.")
     MODEL_NOT_FOUND = ("model_not_found", 404, "The request names a model other than the served one.")
+    ROUTE_NOT_FOUND = ("route_not_found", 404, "No such route; the message lists the routes there are.")
     BODY_TOO_LARGE = ("body_too_large", 413, "The body is larger than `--max-body-bytes`.")
     HEADERS_TOO_LARGE = (
         "headers_too_large",
@@ -155,13 +156,23 @@ def _is_json(content_type: str) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")
 
 
-async def _handle_http_exception(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _handle_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 404 and exc.detail == HTTPStatus.NOT_FOUND.phrase:  # no route matched
+        return _json_error(ErrorCode.ROUTE_NOT_FOUND.error(_no_route_message(request)))
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     return _json_error(APIError(exc.status_code, message, headers=getattr(exc, "headers", None)))
 
 
-async def _handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error", exc_info=exc)
+def _no_route_message(request: Request) -> str:
+    # The OpenAPI schema lists the app's own routes (FastAPI caches it after the first call).
+    paths = request.app.openapi().get("paths", {})
+    routes = sorted(f"{method.upper()} {path}" for path, methods in paths.items() for method in methods)
+    return f"no route {request.method} {request.url.path}; this server has: {', '.join(routes)}"
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request_id = request.scope.get("state", {}).get("request_id")
+    logger.exception("unhandled error (request %s)", request_id, exc_info=exc)
     return _json_error(APIError(500, "internal server error", error_type="server_error"))
 
 

@@ -1,10 +1,13 @@
-"""Pure ASGI middleware: HEAD as GET, body size limit and request counting.
+"""Pure ASGI middleware: HEAD as GET, body size limit, request counting and request ids.
 
 Pure ASGI (not BaseHTTPMiddleware) so that streamed responses pass through
 untouched and a client disconnect still reaches the SSE response.
 """
 
 from __future__ import annotations
+
+import re
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -99,3 +102,32 @@ class HeadAsGet:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, send_without_body)
+
+
+# A client's own id is echoed when it is a plain token of reasonable length; else one is made.
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+class RequestId:
+    """Gives every response an ``x-request-id``: the client's (if it sent a usable one) or a new one,
+    also in ``scope["state"]["request_id"]`` for the handlers' logs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"").decode("latin-1")
+        request_id = sent if _CLIENT_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
+                message = {**message, "headers": [*headers, (REQUEST_ID_HEADER, request_id.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

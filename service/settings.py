@@ -177,6 +177,11 @@ class Settings(EngineSettings):
         description="Seconds between ': ping' comments on an open stream, also while it waits for a slot; "
         "keeps proxies from closing a quiet connection.",
     )
+    cors_allow_origins: str = Field(
+        "",
+        description="Origins a browser may call the API from, comma-separated ('*': any); empty: no "
+        "CORS headers. Preflights are answered before the API key check.",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body; larger gets 413.")
     drain_timeout: float = Field(
         30.0,
@@ -199,6 +204,10 @@ class Settings(EngineSettings):
         description="Identifies this process in done events (default: a random id per process).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_allow_origins.split(",") if origin.strip()]
 
     @property
     def api_keys(self) -> list[str]:

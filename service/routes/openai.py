@@ -45,6 +45,18 @@ async def list_models(service: Annotated[ChatService, Depends(get_chat_service)]
     return ModelList(data=[ModelCard(id=service.engine.model_name, created=created)])
 
 
+@router.get("/v1/models/{model_id:path}", summary="The served model, by name")
+async def retrieve_model(
+    model_id: str, service: Annotated[ChatService, Depends(get_chat_service)]
+) -> ModelCard:
+    if model_id != service.engine.model_name:
+        raise ErrorCode.MODEL_NOT_FOUND.error(
+            f"the model {model_id!r} does not exist: this server serves {service.engine.model_name!r}",
+            param="model",
+        )
+    return ModelCard(id=model_id, created=int(service.instance.started_at))
+
+
 @router.post(
     "/v1/chat/completions",
     summary="OpenAI-compatible chat completion, streaming or not",
