@@ -19,7 +19,7 @@ from service.errors import APIError, ErrorCode
 from service.generation import ChatGeneration
 from service.routes.cancellation import with_cancellation
 from service.routes.deps import get_chat_service
-from service.routes.sse import SSE_RESPONSE_DOC, GenerationStream, error_event
+from service.routes.sse import SSE_RESPONSE_DOC, GenerationStream, json_data
 from service.schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -145,7 +145,11 @@ async def _chunks(
         async for text in generation.texts():
             yield chunk(Delta(content=text))
     except APIError as exc:
-        yield error_event(exc)
+        # As vLLM sends it: a plain data chunk with the error body, then [DONE]. The openai SDK raises
+        # APIError for it (openai/_streaming.py: any chunk whose data has "error"), and parsers that
+        # only read unnamed events (a browser's fetch reader) see it too.
+        yield {"data": json_data(exc.body())}
+        yield {"data": "[DONE]"}
         return
     done = generation.done
     assert done is not None

@@ -105,3 +105,41 @@ def test_a_refused_request_has_a_request_id_too(url: str) -> None:
 
     assert response.status_code == 401
     assert response.headers["x-request-id"]
+
+
+def test_an_error_mid_stream_reaches_the_sdk_as_an_api_error() -> None:
+    # 50 ms a token, 0.3 s for the whole request: the deadline passes mid-stream.
+    settings = Settings(model="scripted", request_timeout=0.3)
+    with (
+        serve(create_app(settings, ScriptedEngine(step_s=0.05))) as base_url,
+        openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0) as sdk,
+    ):
+        stream = sdk.chat.completions.create(
+            model="scripted", messages=[{"role": "user", "content": "hi"}], max_tokens=100, stream=True
+        )
+        texts: list[str] = []
+
+        def read_all() -> None:
+            texts.extend(chunk.choices[0].delta.content or "" for chunk in stream)
+
+        with pytest.raises(openai.APIError) as caught:
+            read_all()
+
+    assert 0 < len(texts) < 100
+    body: Any = caught.value.body
+    assert body["code"] == "request_timeout"
+
+
+def test_the_openai_stream_ends_with_the_error_chunk_then_done() -> None:
+    settings = Settings(model="scripted", request_timeout=0.3)
+    with serve(create_app(settings, ScriptedEngine(step_s=0.05))) as base_url:
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100, "stream": True}
+        lines = [
+            line
+            for line in httpx.post(f"{base_url}/v1/chat/completions", json=body).text.splitlines()
+            if line
+        ]
+
+    assert lines[-1] == "data: [DONE]"
+    assert lines[-2].startswith('data: {"error":')
+    assert not any(line.startswith("event:") for line in lines)
