@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Role = Literal["system", "user", "assistant"]
 # Numbers must be JSON numbers (strict: "1" or true is not 1), integers where integers are meant.
@@ -133,7 +133,9 @@ class ChatDone(BaseModel):
 
 
 # ----- OpenAI-compatible endpoint: POST /v1/chat/completions -----
-OpenAIRole = Literal["system", "developer", "user", "assistant"]
+OpenAIRole = Literal["system", "developer", "user", "assistant", "tool"]
+# Parts a text-only model cannot take: named so that the 400 says what is unsupported.
+_NON_TEXT_PARTS = {"image_url": "images", "input_audio": "audio", "file": "files", "video_url": "video"}
 
 
 class TextContentPart(BaseModel):
@@ -143,16 +145,45 @@ class TextContentPart(BaseModel):
 
 class OpenAIMessage(BaseModel):
     role: OpenAIRole = Field(
-        description="'developer' is OpenAI's newer name for 'system' and is taken as it."
+        description="'developer' is OpenAI's newer name for 'system' and is taken as it; 'tool' carries "
+        "a tool's result back (rendered by the chat template)."
     )
-    content: str | list[TextContentPart] = Field(union_mode="left_to_right")
+    content: str | list[TextContentPart] | None = Field(
+        union_mode="left_to_right",
+        description="Text, or a list of {'type': 'text'} parts; null only on an assistant message "
+        "with tool_calls.",
+    )
     name: str | None = None
+    # An agent's history: the assistant's calls and the tool results that answer them.
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            for part in value:
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind in _NON_TEXT_PARTS:
+                    raise ValueError(
+                        f"{_NON_TEXT_PARTS[kind]} are not supported: this server serves a text-only model "
+                        "(send {'type': 'text'} parts)"
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _content_unless_tool_calls(self) -> OpenAIMessage:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("content may be null only on an assistant message with tool_calls")
+        return self
 
     @property
-    def chat_role(self) -> Role:
+    def chat_role(self) -> str:
         return "system" if self.role == "developer" else self.role
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)

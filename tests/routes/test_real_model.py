@@ -118,3 +118,35 @@ def test_no_max_tokens_means_what_the_context_leaves(short_context_url: str) -> 
     assert asked.status_code == 400
     assert asked.json()["error"]["code"] == "context_length_exceeded"
     assert "lower max_tokens" in asked.json()["error"]["message"]
+
+
+def test_text_parts_and_an_agents_history_are_rendered(sdk: openai.OpenAI) -> None:
+    history: list[Any] = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is the capital"},
+                {"type": "text", "text": " of France?"},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call-1",
+                    "type": "function",
+                    "function": {"name": "capital", "arguments": '{"country": "France"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call-1", "content": "Paris"},
+    ]
+
+    completion = sdk.chat.completions.create(
+        model="smollm2-135m", messages=history, temperature=0, max_tokens=12
+    )
+
+    assert completion.choices[
+        0
+    ].message.content  # was a 400 for the parts, the null content and the tool role

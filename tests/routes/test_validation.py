@@ -127,7 +127,19 @@ OPENAI_CASES: list[tuple[str, Any, int, str]] = [
         400,
         "response_format",
     ),
-    ("unknown role", {"messages": [{"role": "tool", "content": "hi"}]}, 400, "messages.0.role"),
+    ("unknown role", {"messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages.0.role"),
+    (
+        "an image part",
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+        400,
+        "images are not supported",
+    ),
+    (
+        "null content without tool calls",
+        {"messages": [{"role": "assistant", "content": None}, {"role": "user", "content": "hi"}]},
+        400,
+        "content may be null only",
+    ),
 ]
 
 
