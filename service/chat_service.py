@@ -69,6 +69,10 @@ class ChatService:
         stop: tuple[str, ...],
         ignore_eos: bool,
         param_name: str = "max_new_tokens",
+        top_k: int = 0,
+        min_p: float = 0.0,
+        min_new_tokens: int = 0,
+        min_param_name: str = "min_new_tokens",
     ) -> SamplingParams:
         """Apply the server's limit for max_new_tokens, and its default when not given (which
         :meth:`start` then lowers to what the context leaves, with ``fit_to_context``).
@@ -80,6 +84,11 @@ class ChatService:
             raise ErrorCode.MAX_NEW_TOKENS_TOO_LARGE.error(
                 f"{param_name} is {max_new_tokens}, above this server's limit of {limit}", param=param_name
             )
+        if min_new_tokens > max_new_tokens:
+            raise ErrorCode.MIN_TOKENS_ABOVE_MAX.error(
+                f"{min_param_name} is {min_new_tokens}, above the {max_new_tokens} tokens asked for at most",
+                param=min_param_name,
+            )
         return SamplingParams(
             max_new_tokens=max_new_tokens,
             temperature=0.0 if temperature < _GREEDY_TEMPERATURE else temperature,
@@ -87,6 +96,9 @@ class ChatService:
             seed=seed,
             stop=stop,
             ignore_eos=ignore_eos,
+            top_k=max(top_k, 0),  # vLLM's -1 and 0 both mean off
+            min_p=min_p,
+            min_new_tokens=min_new_tokens,
         )
 
     async def start_native(self, body: ChatRequest) -> ChatGeneration:
@@ -98,6 +110,9 @@ class ChatService:
             seed=body.seed,
             stop=stop_tuple(body.stop),
             ignore_eos=body.ignore_eos,
+            top_k=body.top_k,
+            min_p=body.min_p,
+            min_new_tokens=body.min_new_tokens,
         )
         template = TemplateOptions(
             add_generation_prompt=body.add_generation_prompt,
@@ -169,7 +184,7 @@ class ChatService:
         """``params`` with a length that fits beside the prompt; 400 when none does."""
         context_length = self.engine.context_length
         room = context_length - prompt_tokens
-        if fit_to_context and 0 < room < params.max_new_tokens:
+        if fit_to_context and max(1, params.min_new_tokens) <= room < params.max_new_tokens:
             return dataclasses.replace(params, max_new_tokens=room)
         if params.max_new_tokens > room:
             asked = "" if fit_to_context else f" and {params.max_new_tokens} new tokens were asked for"

@@ -90,6 +90,11 @@ class ErrorCode(enum.StrEnum):
         400,
         "More tokens asked for than `--max-new-tokens-limit`.",
     )
+    MIN_TOKENS_ABOVE_MAX = (
+        "min_tokens_above_max",
+        400,
+        "More tokens asked for at least than at most.",
+    )
     CONTEXT_LENGTH_EXCEEDED = (
         "context_length_exceeded",
         400,

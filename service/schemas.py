@@ -15,6 +15,23 @@ Temperature = Annotated[
 TopP = Annotated[float, Field(strict=True, gt=0.0, le=1.0, allow_inf_nan=False)]
 Seed = Annotated[int | None, Field(strict=True, ge=0, lt=2**63, description="Same seed, same text.")]
 Flag = Annotated[bool, Field(strict=True)]
+TopK = Annotated[
+    int, Field(strict=True, ge=-1, description="Sample from the k most likely tokens (0 or -1: off).")
+]
+MinP = Annotated[
+    float,
+    Field(
+        strict=True,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Drop tokens less likely than this fraction of the most likely one (0: off).",
+    ),
+]
+MinTokens = Annotated[
+    int,
+    Field(strict=True, ge=0, description="End-of-sequence cannot end the answer before this many tokens."),
+]
 MAX_STOP_STRINGS = 8
 AddGenerationPrompt = Annotated[
     bool | None,
@@ -83,6 +100,9 @@ class ChatRequest(BaseModel):
     seed: Seed = None
     stop: StopStrings = None
     ignore_eos: Flag = Field(False, description="Generate exactly max_new_tokens tokens.")
+    top_k: TopK = 0
+    min_p: MinP = 0.0
+    min_new_tokens: MinTokens = 0
     add_generation_prompt: AddGenerationPrompt = None
     continue_final_message: ContinueFinalMessage = None
 
@@ -212,6 +232,15 @@ class ChatCompletionRequest(BaseModel):
     stream: Flag = False
     stream_options: StreamOptions | None = None
     ignore_eos: Flag = Field(False, description="Extension: generate exactly max_tokens tokens.")
+    # vLLM's sampling extensions; the ones this server does not implement are refused by name below.
+    top_k: TopK = 0
+    min_p: MinP = 0.0
+    min_tokens: MinTokens = 0
+    frequency_penalty: float | None = Field(None, description="Not supported: must be absent or 0.")
+    presence_penalty: float | None = Field(None, description="Not supported: must be absent or 0.")
+    repetition_penalty: float | None = Field(None, description="Not supported: must be absent or 1.")
+    logit_bias: dict[str, Any] | None = Field(None, description="Not supported: must be absent or empty.")
+    stop_token_ids: list[int] | None = Field(None, description="Not supported: must be absent or empty.")
     add_generation_prompt: AddGenerationPrompt = None
     continue_final_message: ContinueFinalMessage = None
     # OpenAI fields this server cannot honour: declared so that asking for them is a 400
@@ -230,6 +259,27 @@ class ChatCompletionRequest(BaseModel):
     @classmethod
     def _few_stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
         return _check_stop(value)
+
+    @field_validator("frequency_penalty", "presence_penalty")
+    @classmethod
+    def _no_penalty(cls, value: float | None) -> float | None:
+        if value:  # OpenAI's default is 0
+            raise ValueError("penalties are not supported by this server yet: send 0 or leave it out")
+        return value
+
+    @field_validator("repetition_penalty")
+    @classmethod
+    def _no_repetition_penalty(cls, value: float | None) -> float | None:
+        if value is not None and value != 1:
+            raise ValueError("repetition_penalty is not supported by this server yet: send 1 or leave it out")
+        return value
+
+    @field_validator("logit_bias", "stop_token_ids")
+    @classmethod
+    def _none_given(cls, value: Any) -> Any:
+        if value:
+            raise ValueError("not supported by this server yet: leave it out or send it empty")
+        return value
 
     @field_validator("tools", "functions")
     @classmethod

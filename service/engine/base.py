@@ -80,6 +80,9 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     # Generate exactly max_new_tokens: benchmarks need fixed output lengths.
     ignore_eos: bool = False
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0  # 0: off
+    min_new_tokens: int = 0  # EOS cannot end the answer before this many tokens
 
 
 @dataclass(frozen=True)

@@ -180,10 +180,10 @@ class BatchLoop:
 
     def _sample(self, requests: list[BatchRequest], logits: torch.Tensor) -> torch.Tensor:
         scores = logits.float()
-        ignoring = [row for row, request in enumerate(requests) if request.ignore_eos]
-        if ignoring and self._stop_token_ids:
+        masked = [row for row, request in enumerate(requests) if request.masks_stop_tokens()]
+        if masked and self._stop_token_ids:
             stop_ids = torch.tensor(sorted(self._stop_token_ids))
-            scores[torch.tensor(ignoring).unsqueeze(-1), stop_ids] = float("-inf")
+            scores[torch.tensor(masked).unsqueeze(-1), stop_ids] = float("-inf")
         if any(request.temperature > 0 for request in requests):
             device = scores.device
             scores = apply_sampling(
@@ -191,6 +191,8 @@ class BatchLoop:
                 torch.tensor([request.temperature for request in requests], device=device),
                 torch.tensor([request.top_p for request in requests], device=device),
                 torch.tensor([request.noise_key() for request in requests], device=device),
+                torch.tensor([request.top_k for request in requests], device=device),
+                torch.tensor([request.min_p for request in requests], device=device),
             )
         return scores.argmax(dim=-1)
 

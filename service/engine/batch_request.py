@@ -27,6 +27,9 @@ class BatchRequest:
     seed: int
     ignore_eos: bool  # True: generate exactly max_new_tokens, the stop tokens masked
     sink: TokenSink
+    top_k: int = 0
+    min_p: float = 0.0
+    min_new_tokens: int = 0  # the stop tokens are masked until this many are generated
     submitted_at: float = field(default_factory=time.perf_counter)
     started_at: float | None = None  # its prefill began
     cancelled: bool = False
@@ -35,6 +38,10 @@ class BatchRequest:
     def cancel(self) -> None:
         """Stop generating (any thread): the row is dropped before the next step."""
         self.cancelled = True
+
+    def masks_stop_tokens(self) -> bool:
+        """Whether the next token may not be a stop token."""
+        return self.ignore_eos or self.generated < self.min_new_tokens
 
     def noise_key(self) -> int:
         """The key of the noise for the next token; 0 (no noise) for greedy decoding."""

@@ -111,6 +111,9 @@ class BatchedEngine(Engine):
             top_p=params.top_p,
             seed=params.seed if params.seed is not None else random_seed(),
             ignore_eos=params.ignore_eos,
+            top_k=params.top_k,
+            min_p=params.min_p,
+            min_new_tokens=params.min_new_tokens,
             sink=self._mailbox.sink(outputs),
         )
         batch_loop.submit(request)

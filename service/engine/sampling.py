@@ -53,20 +53,44 @@ def gumbel_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
 
 
 def apply_sampling(
-    scores: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, keys: torch.Tensor
+    scores: torch.Tensor,
+    temperature: torch.Tensor,
+    top_p: torch.Tensor,
+    keys: torch.Tensor,
+    top_k: torch.Tensor | None = None,
+    min_p: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Scores whose argmax is each row's sample. Shapes: scores [B, V]; the rest [B].
 
+    ``top_k`` (0: off) keeps each row's k most likely tokens, ``min_p`` (0: off) those at least
+    that fraction of the row's most likely one, after the temperature, as vLLM does.
     No Python branch on tensor values: under continuous batching on CUDA this runs
     inside a captured CUDA graph, where reading a value back to the host is illegal.
     """
     sampled = keys != 0
     safe_temperature = torch.where(sampled, temperature, torch.ones_like(temperature))
     scaled = scores / safe_temperature.unsqueeze(-1)
+    if top_k is not None:
+        scaled = _mask_outside_top_k(scaled, top_k)
     scaled = _mask_outside_top_p(scaled, top_p)
+    if min_p is not None:
+        scaled = _mask_below_min_p(scaled, min_p)
     noise = gumbel_noise(keys, scores.size(-1))
     perturbed = scaled + noise
     return torch.where(sampled.unsqueeze(-1), perturbed, scores)
+
+
+def _mask_outside_top_k(scores: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    vocab_size = scores.size(-1)
+    k = torch.where(top_k > 0, top_k.clamp(max=vocab_size), torch.full_like(top_k, vocab_size))
+    kth_largest = scores.sort(dim=-1, descending=True).values.gather(-1, (k - 1).unsqueeze(-1))
+    return scores.masked_fill(scores < kth_largest, float("-inf"))
+
+
+def _mask_below_min_p(scores: torch.Tensor, min_p: torch.Tensor) -> torch.Tensor:
+    probabilities = scores.softmax(dim=-1)
+    floor = min_p.unsqueeze(-1) * probabilities.max(dim=-1, keepdim=True).values
+    return scores.masked_fill(probabilities < floor, float("-inf"))
 
 
 def _mask_outside_top_p(scores: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
@@ -81,9 +105,19 @@ def _mask_outside_top_p(scores: torch.Tensor, top_p: torch.Tensor) -> torch.Tens
 class SeededSampler(LogitsProcessor):
     """The sampler as a ``generate()`` logits processor (used with ``do_sample=False``)."""
 
-    def __init__(self, temperature: float, top_p: float, seed: int, prompt_length: int) -> None:
+    def __init__(
+        self,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        prompt_length: int,
+        top_k: int = 0,
+        min_p: float = 0.0,
+    ) -> None:
         self._temperature = torch.tensor([temperature], dtype=torch.float32)
         self._top_p = torch.tensor([top_p], dtype=torch.float32)
+        self._top_k = torch.tensor([top_k], dtype=torch.int64)
+        self._min_p = torch.tensor([min_p], dtype=torch.float32)
         self._seed = seed
         self._greedy = temperature == 0
         self._prompt_length = prompt_length
@@ -94,6 +128,8 @@ class SeededSampler(LogitsProcessor):
         if self._temperature.device != scores.device:  # once: then no copies per token
             self._temperature = self._temperature.to(scores.device)
             self._top_p = self._top_p.to(scores.device)
+            self._top_k, self._min_p = self._top_k.to(scores.device), self._min_p.to(scores.device)
         step = input_ids.shape[-1] - self._prompt_length
         keys = torch.tensor([noise_key(self._seed, step)], device=scores.device)
-        return cast(torch.FloatTensor, apply_sampling(scores, self._temperature, self._top_p, keys))
+        sampled = apply_sampling(scores, self._temperature, self._top_p, keys, self._top_k, self._min_p)
+        return cast(torch.FloatTensor, sampled)

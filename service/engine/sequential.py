@@ -237,9 +237,13 @@ def _generate_kwargs(params: SamplingParams, loaded: LoadedModel, prompt_length:
             top_p=params.top_p,
             seed=params.seed if params.seed is not None else random_seed(),
             prompt_length=prompt_length,
+            top_k=params.top_k,
+            min_p=params.min_p,
         )
         kwargs["logits_processor"] = LogitsProcessorList([sampler])
     if params.ignore_eos:
         # The EOS tokens are masked until max_new_tokens: the length is exact.
         kwargs["min_new_tokens"] = params.max_new_tokens
+    elif params.min_new_tokens:
+        kwargs["min_new_tokens"] = params.min_new_tokens
     return kwargs

@@ -87,6 +87,10 @@ async def chat_completions(
         stop=stop_tuple(body.stop),
         ignore_eos=body.ignore_eos,
         param_name=length_field,
+        top_k=body.top_k,
+        min_p=body.min_p,
+        min_new_tokens=body.min_tokens,
+        min_param_name="min_tokens",
     )
     template = TemplateOptions(
         add_generation_prompt=body.add_generation_prompt,

@@ -73,12 +73,19 @@ def run_engine(engine: Engine, body: Callable[[Engine], Any]) -> Any:
     return asyncio.run(main())
 
 
-@pytest.mark.parametrize("temperature", [0.0, 0.8], ids=["greedy", "seeded"])
+@pytest.mark.parametrize(
+    ("temperature", "filters"),
+    [(0.0, {}), (0.8, {}), (1.2, {"top_k": 20, "min_p": 0.05, "min_new_tokens": 6})],
+    ids=["greedy", "seeded", "seeded-top-k-min-p-min-tokens"],
+)
 def test_engines_agree_token_for_token_with_rows_joining_and_leaving(
-    real_model_cache_dir: Path, smollm2_dir: Path, temperature: float
+    real_model_cache_dir: Path, smollm2_dir: Path, temperature: float, filters: dict[str, Any]
 ) -> None:
     requests = [
-        ([Message(role="user", content=question)], SamplingParams(tokens, temperature=temperature, seed=i))
+        (
+            [Message(role="user", content=question)],
+            SamplingParams(tokens, temperature=temperature, seed=i, **filters),
+        )
         for i, (question, tokens) in enumerate(QUESTIONS)
     ]
 
@@ -196,3 +203,31 @@ def test_every_eos_the_model_declares_ends_the_answer(
     assert ignoring[0].startswith("The capital of France is Paris.")
     assert ignoring[2] == "length"
     assert settings.model_name == "smollm2-multi-eos"
+
+
+@pytest.mark.parametrize("engine_kind", ["sequential", "batched"])
+def test_top_k_1_and_min_p_1_are_greedy_and_min_tokens_holds_eos_back(
+    real_model_cache_dir: Path, smollm2_dir: Path, engine_kind: str
+) -> None:
+    question = [Message(role="user", content="What is the capital of France?")]
+
+    async def ask(engine: Engine) -> list[Any]:
+        hot = {"temperature": 1.5, "seed": 3}
+        return [
+            await complete(engine, question, SamplingParams(16, temperature=0)),
+            await complete(engine, question, SamplingParams(16, top_k=1, **hot)),  # type: ignore[arg-type]
+            await complete(engine, question, SamplingParams(16, min_p=1.0, **hot)),  # type: ignore[arg-type]
+            await complete(engine, question, SamplingParams(16, **hot)),  # type: ignore[arg-type]
+            await complete(engine, question, SamplingParams(24, temperature=0, min_new_tokens=20)),
+        ]
+
+    greedy, top_k_1, min_p_1, hot, at_least_20 = run_engine(
+        real_engine(real_model_cache_dir, engine_kind), ask
+    )
+
+    assert greedy[0] == "The capital of France is Paris."
+    assert top_k_1 == greedy  # was random text: top_k was ignored
+    assert min_p_1 == greedy
+    assert hot != greedy  # the same temperature without the filters samples
+    assert at_least_20[1] >= 20  # was 8: EOS held back until 20 tokens
+    assert at_least_20[0].startswith(greedy[0])

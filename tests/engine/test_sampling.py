@@ -56,3 +56,19 @@ def test_noise_depends_only_on_the_key() -> None:
     assert not torch.equal(batched[0], batched[2])
     assert torch.isfinite(batched).all()
     assert 0 < noise_key(0, 0) < 2**31
+
+
+def test_top_k_and_min_p_keep_only_the_likeliest_tokens() -> None:
+    scores = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.5, 0.3, 0.15, 0.05]]))
+    keys = torch.tensor([7, 7])
+    ones = torch.ones(2)
+
+    kept_by_k = apply_sampling(scores, ones, ones, keys, top_k=torch.tensor([2, 0]))
+    kept_by_p = apply_sampling(scores, ones, ones, keys, min_p=torch.tensor([0.5, 0.0]))
+
+    assert torch.isinf(kept_by_k[0, 2:]).all()  # k=2: two tokens left
+    assert torch.isfinite(kept_by_k[0, :2]).all()
+    assert torch.isfinite(kept_by_k[1]).all()  # k=0: off
+    assert torch.isinf(kept_by_p[0, 2:]).all()  # 0.15 and 0.05 are under half of 0.5
+    assert torch.isfinite(kept_by_p[0, :2]).all()
+    assert torch.isfinite(kept_by_p[1]).all()  # min_p=0: off

@@ -150,3 +150,20 @@ def test_text_parts_and_an_agents_history_are_rendered(sdk: openai.OpenAI) -> No
     assert completion.choices[
         0
     ].message.content  # was a 400 for the parts, the null content and the tool role
+
+
+def test_vllms_sampling_fields_reach_the_engine_through_the_sdk(sdk: openai.OpenAI) -> None:
+    hot: dict[str, Any] = {"model": "smollm2-135m", "messages": PARIS, "temperature": 1.5, "seed": 3}
+
+    top_k_1 = sdk.chat.completions.create(**hot, extra_body={"top_k": 1})
+    at_least = sdk.chat.completions.create(
+        **{**hot, "temperature": 0}, max_tokens=24, extra_body={"min_tokens": 20}
+    )
+    no_penalty = sdk.chat.completions.create(
+        **{**hot, "temperature": 0}, frequency_penalty=0, presence_penalty=0
+    )
+
+    assert top_k_1.choices[0].message.content == ANSWER
+    assert at_least.usage is not None
+    assert at_least.usage.completion_tokens >= 20
+    assert no_penalty.choices[0].message.content == ANSWER  # OpenAI's defaults are accepted
