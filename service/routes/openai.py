@@ -17,10 +17,7 @@ from service.chat_service import ChatService
 from service.engine.base import Message, TemplateOptions
 from service.errors import APIError, ErrorCode
 from service.generation import ChatGeneration
-from service.routes.cancellation import with_cancellation
-from service.routes.deps import get_chat_service
-from service.routes.sse import SSE_RESPONSE_DOC, GenerationStream, json_data
-from service.schemas import (
+from service.openai_schemas import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -28,13 +25,14 @@ from service.schemas import (
     Choice,
     ChunkChoice,
     Delta,
-    ErrorResponse,
     ModelCard,
     ModelList,
     StreamOptions,
-    Usage,
-    stop_tuple,
 )
+from service.routes.cancellation import with_cancellation
+from service.routes.deps import get_chat_service
+from service.routes.sse import SSE_RESPONSE_DOC, GenerationStream, json_data
+from service.schemas import ErrorResponse, Usage, stop_tuple
 
 router = APIRouter(tags=["openai"])
 
