@@ -19,7 +19,7 @@ from service.chat_service import build_chat_service
 from service.engine.base import Engine, EngineState
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit, HeadAsGet, RequestCounter, RequestId
-from service.routes import chat, health, metrics, openai
+from service.routes import chat, completions, health, metrics, openai
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.metrics = chat_service.metrics
     app.state.chat_service = chat_service
     install_error_handlers(app)
-    for router in (health.router, metrics.router, chat.router, openai.router):
+    for router in (health.router, metrics.router, chat.router, openai.router, completions.router):
         app.include_router(router)
     # Added last runs first: every response gets a request id, browsers' preflights are answered
     # (before the key check: a preflight carries no key), HEAD becomes GET, every API request is

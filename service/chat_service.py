@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from service.admission import AdmissionController
 from service.engine.base import (
@@ -18,6 +19,7 @@ from service.engine.base import (
     Engine,
     InvalidPromptError,
     Message,
+    Prompt,
     SamplingParams,
     TemplateOptions,
 )
@@ -140,29 +142,55 @@ class ChatService:
         Raises :class:`APIError`: 400 for a prompt the model cannot take, 429 when
         the queue is full, 503 while loading or draining.
         """
-        received_at = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        request_timeout = self.settings.request_timeout
-        deadline = loop.time() + request_timeout if request_timeout > 0 else None
+        arrival = _Arrival.now()
+        self._refuse_now()
+        await self._refuse_far_too_long(messages)
+        try:
+            prompt = await self.engine.render_prompt(messages, template)
+        except InvalidPromptError as exc:
+            raise ErrorCode.INVALID_MESSAGES.error(str(exc), param=exc.param) from exc
+        return self._admit(prompt, params, arrival, fit_to_context, param_name)
+
+    async def start_text(
+        self, text: str, params: SamplingParams, *, fit_to_context: bool, param_name: str = "max_tokens"
+    ) -> ChatGeneration:
+        """:meth:`start` for a plain prompt (``/v1/completions``): tokenized as it is, no template."""
+        arrival = _Arrival.now()
+        self._refuse_now()
+        await self._refuse_far_too_long([Message(role="user", content=text)])
+        try:
+            prompt = await self.engine.tokenize(text)
+        except InvalidPromptError as exc:
+            raise ErrorCode.INVALID_MESSAGES.error(str(exc), param=exc.param) from exc
+        return self._admit(prompt, params, arrival, fit_to_context, param_name)
+
+    def _refuse_now(self) -> None:
+        """What is refused before any work: a draining or loading server, or a full one."""
         if self.admission.draining:
             raise ErrorCode.SHUTTING_DOWN.error("the server is shutting down")
         if not self.engine.ready:
             raise ErrorCode.MODEL_NOT_READY.error(
                 f"not ready: {self.engine.status.reason}", headers={"Retry-After": "5"}
             )
-        # Cheap refusals first: a full server or an impossibly long prompt costs no templating.
         self.admission.check_capacity()
-        await self._refuse_far_too_long(messages)
-        try:
-            prompt = await self.engine.render_prompt(messages, template)
-        except InvalidPromptError as exc:
-            raise ErrorCode.INVALID_MESSAGES.error(str(exc), param=exc.param) from exc
+
+    def _admit(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        arrival: _Arrival,
+        fit_to_context: bool,
+        param_name: str,
+    ) -> ChatGeneration:
         params = self._fit_to_context(len(prompt.token_ids), params, fit_to_context, param_name)
+        request_timeout = self.settings.request_timeout
+        deadline = arrival.loop_time + request_timeout if request_timeout > 0 else None
         ticket = self.admission.admit()
         queue_timeout = self.settings.queue_timeout
-        queue_deadline = _earliest(loop.time() + queue_timeout if queue_timeout > 0 else None, deadline)
+        now = asyncio.get_running_loop().time()
+        queue_deadline = _earliest(now + queue_timeout if queue_timeout > 0 else None, deadline)
         generation = ChatGeneration(
-            self._generations, prompt, params, ticket, received_at, deadline, queue_deadline
+            self._generations, prompt, params, ticket, arrival.perf_counter, deadline, queue_deadline
         )
         self.active.add(generation)
         return generation
@@ -195,6 +223,18 @@ class ChatService:
                 param="messages",
             )
         return params
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """When a request arrived, on both clocks: timings use perf_counter, deadlines the event loop's."""
+
+    perf_counter: float
+    loop_time: float
+
+    @classmethod
+    def now(cls) -> _Arrival:
+        return cls(time.perf_counter(), asyncio.get_running_loop().time())
 
 
 def _earliest(*deadlines: float | None) -> float | None:

@@ -15,7 +15,7 @@ from service.errors import APIError, ErrorCode
 from service.metrics import Metrics
 
 # Endpoints counted by name; anything else is "other" (bounded label values).
-COUNTED_PATHS = frozenset({"/v1/chat", "/v1/chat/completions", "/v1/models"})
+COUNTED_PATHS = frozenset({"/v1/chat", "/v1/chat/completions", "/v1/completions", "/v1/models"})
 
 
 class BodySizeLimit:

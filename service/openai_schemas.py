@@ -85,14 +85,14 @@ class StreamOptions(BaseModel):
     )
 
 
-class ChatCompletionRequest(BaseModel):
+class OpenAISampling(BaseModel):
+    """The fields both OpenAI endpoints share: length, sampling, streaming and vLLM's extensions."""
+
     # Unknown OpenAI fields (user, metadata, ...) are accepted and ignored, as OpenAI-compatible servers do.
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    messages: list[OpenAIMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, strict=True, ge=1)
-    max_completion_tokens: int | None = Field(None, strict=True, ge=1)
     temperature: Temperature = 1.0
     top_p: TopP = 1.0
     seed: Seed = None
@@ -110,19 +110,6 @@ class ChatCompletionRequest(BaseModel):
     repetition_penalty: float | None = Field(None, description="Not supported: must be absent or 1.")
     logit_bias: dict[str, Any] | None = Field(None, description="Not supported: must be absent or empty.")
     stop_token_ids: list[int] | None = Field(None, description="Not supported: must be absent or empty.")
-    add_generation_prompt: AddGenerationPrompt = None
-    continue_final_message: ContinueFinalMessage = None
-    # OpenAI fields this server cannot honour: declared so that asking for them is a 400
-    # naming the field, not plain text with no hint that the request was not understood.
-    tools: list[dict[str, Any]] | None = Field(None, description="Not supported: must be absent or empty.")
-    tool_choice: str | dict[str, Any] | None = Field(None, description="Only 'none' or 'auto' (no tools).")
-    functions: list[dict[str, Any]] | None = Field(
-        None, description="Not supported: must be absent or empty."
-    )
-    function_call: str | dict[str, Any] | None = Field(None, description="Only 'none' or 'auto'.")
-    logprobs: bool | None = Field(None, description="Not supported: must be absent or false.")
-    top_logprobs: int | None = Field(None, description="Not supported: must be absent or 0.")
-    response_format: dict[str, Any] | None = Field(None, description="Only {'type': 'text'}.")
 
     @field_validator("stop")
     @classmethod
@@ -149,6 +136,24 @@ class ChatCompletionRequest(BaseModel):
         if value:
             raise ValueError("not supported by this server yet: leave it out or send it empty")
         return value
+
+
+class ChatCompletionRequest(OpenAISampling):
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, strict=True, ge=1)
+    add_generation_prompt: AddGenerationPrompt = None
+    continue_final_message: ContinueFinalMessage = None
+    # OpenAI fields this server cannot honour: declared so that asking for them is a 400
+    # naming the field, not plain text with no hint that the request was not understood.
+    tools: list[dict[str, Any]] | None = Field(None, description="Not supported: must be absent or empty.")
+    tool_choice: str | dict[str, Any] | None = Field(None, description="Only 'none' or 'auto' (no tools).")
+    functions: list[dict[str, Any]] | None = Field(
+        None, description="Not supported: must be absent or empty."
+    )
+    function_call: str | dict[str, Any] | None = Field(None, description="Only 'none' or 'auto'.")
+    logprobs: bool | None = Field(None, description="Not supported: must be absent or false.")
+    top_logprobs: int | None = Field(None, description="Not supported: must be absent or 0.")
+    response_format: dict[str, Any] | None = Field(None, description="Only {'type': 'text'}.")
 
     @field_validator("tools", "functions")
     @classmethod
@@ -218,6 +223,66 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class CompletionRequest(OpenAISampling):
+    """POST /v1/completions: a prompt continued as it is, no chat template."""
+
+    prompt: str | list[str] = Field(description="The text to continue (a list of exactly one).")
+    echo: Flag = Field(False, description="Put the prompt before the completion in the text.")
+    logprobs: int | None = Field(None, description="Not supported yet: must be absent or 0.")
+    suffix: str | None = Field(None, description="Not supported: must be absent.")
+    best_of: int | None = Field(None, description="Only 1.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError(f"a list of exactly one prompt (got {len(value)}): one completion per request")
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: int | None) -> int | None:
+        if value:
+            raise ValueError("logprobs are not supported by this server yet")
+        return value
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, value: str | None) -> str | None:
+        if value:
+            raise ValueError("suffix (insertion) is not supported")
+        return value
+
+    @field_validator("best_of")
+    @classmethod
+    def _one_best(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise ValueError("only best_of 1 is supported")
+        return value
+
+    @property
+    def text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: Literal["stop", "length"] | None = None
+
+
+class Completion(BaseModel):
+    """The answer of /v1/completions, and (object and text deltas alike) each chunk of its stream."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[CompletionChoice]
     usage: Usage | None = None
 
 

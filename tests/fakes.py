@@ -15,6 +15,7 @@ from service.engine.base import (
     Engine,
     GenerationEvent,
     GenerationFinished,
+    InvalidPromptError,
     Message,
     Prompt,
     SamplingParams,
@@ -50,6 +51,11 @@ class ScriptedEngine(Engine):
     ) -> Prompt:
         template.resolve(messages[-1].role)
         return Prompt(token_ids=[hash(word) % 1000 for m in messages for word in m.content.split()] or [0])
+
+    async def tokenize(self, text: str) -> Prompt:
+        if not text:
+            raise InvalidPromptError("the prompt is empty", param="prompt")
+        return Prompt(token_ids=[hash(word) % 1000 for word in text.split()] or [0])
 
     async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
         return 0

@@ -228,6 +228,10 @@ class Engine(ABC):
         """Apply the chat template and tokenize. Raises :class:`InvalidPromptError`."""
 
     @abstractmethod
+    async def tokenize(self, text: str) -> Prompt:
+        """A plain prompt (``/v1/completions``), no chat template. Raises :class:`InvalidPromptError`."""
+
+    @abstractmethod
     async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
         """A cheap lower bound of the tokens ``messages`` make (0 for text too short to be worth
         counting): a prompt far over the context is refused without templating all of it."""

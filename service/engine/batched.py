@@ -30,7 +30,7 @@ from service.engine.batch_loop import BatchLoop
 from service.engine.batch_request import BatchRequest
 from service.engine.loader import LoadedModel, load_model
 from service.engine.outputs import LoopMailbox, Output, stream_outputs
-from service.engine.prompt import prompt_tokens_at_least, render_chat
+from service.engine.prompt import prompt_tokens_at_least, render_chat, tokenize_text
 from service.engine.sampling import random_seed
 from service.engine.streamer import Detokenizer
 from service.engine.threads import run_on_daemon_thread
@@ -89,6 +89,11 @@ class BatchedEngine(Engine):
         if self._loaded is None:
             raise EngineError(f"engine is not ready: {self.status.reason}")
         return await render_chat(self._loaded.tokenizer, messages, template)
+
+    async def tokenize(self, text: str) -> Prompt:
+        if self._loaded is None:
+            raise EngineError(f"engine is not ready: {self.status.reason}")
+        return await tokenize_text(self._loaded.tokenizer, text)
 
     async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
         if self._loaded is None:

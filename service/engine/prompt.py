@@ -30,6 +30,14 @@ async def render_chat(
     return Prompt(token_ids=list(token_ids))
 
 
+async def tokenize_text(tokenizer: Any, text: str) -> Prompt:
+    """``text`` as the model's tokenizer encodes it, with the special tokens it adds (Mistral's BOS)."""
+    token_ids = await asyncio.to_thread(tokenizer.encode, text)
+    if not token_ids:
+        raise InvalidPromptError("the prompt is empty", param="prompt")
+    return Prompt(token_ids=list(token_ids))
+
+
 # Ordinary text is 3-5 characters a token. Longer text than this per token of context is
 # counted before it is templated, from a prefix of this many characters per token of context.
 _CHARS_PER_TOKEN_BEFORE_COUNTING = 4

@@ -36,7 +36,7 @@ from service.engine.base import (
 )
 from service.engine.loader import LoadedModel, load_model
 from service.engine.outputs import LoopMailbox, Output, stream_outputs
-from service.engine.prompt import prompt_tokens_at_least, render_chat
+from service.engine.prompt import prompt_tokens_at_least, render_chat, tokenize_text
 from service.engine.sampling import SeededSampler, random_seed
 from service.engine.streamer import Detokenizer, GenerationStopped, TokenIdStreamer
 from service.engine.threads import awaitable_job
@@ -129,6 +129,9 @@ class SequentialEngine(Engine):
         self, messages: Sequence[Message], template: TemplateOptions = DEFAULT_TEMPLATE
     ) -> Prompt:
         return await render_chat(self._require_loaded().tokenizer, messages, template)
+
+    async def tokenize(self, text: str) -> Prompt:
+        return await tokenize_text(self._require_loaded().tokenizer, text)
 
     async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
         tokenizer = self._require_loaded().tokenizer

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from service.chat_service import ChatService
-from service.engine.base import Message, TemplateOptions
+from service.engine.base import Message, SamplingParams, TemplateOptions
 from service.errors import APIError, ErrorCode
 from service.generation import ChatGeneration
 from service.openai_schemas import (
@@ -27,6 +27,7 @@ from service.openai_schemas import (
     Delta,
     ModelCard,
     ModelList,
+    OpenAISampling,
     StreamOptions,
 )
 from service.routes.cancellation import with_cancellation
@@ -47,12 +48,36 @@ async def list_models(service: Annotated[ChatService, Depends(get_chat_service)]
 async def retrieve_model(
     model_id: str, service: Annotated[ChatService, Depends(get_chat_service)]
 ) -> ModelCard:
-    if model_id != service.engine.model_name:
+    return ModelCard(id=served_model(service, model_id), created=int(service.instance.started_at))
+
+
+def served_model(service: ChatService, requested: str | None) -> str:
+    """The served model's name; 404 ``model_not_found`` (OpenAI's and vLLM's answer) for another."""
+    model = service.engine.model_name
+    if requested is not None and requested != model:
         raise ErrorCode.MODEL_NOT_FOUND.error(
-            f"the model {model_id!r} does not exist: this server serves {service.engine.model_name!r}",
-            param="model",
+            f"the model {requested!r} does not exist: this server serves {model!r}", param="model"
         )
-    return ModelCard(id=model_id, created=int(service.instance.started_at))
+    return model
+
+
+def openai_sampling_params(
+    service: ChatService, body: OpenAISampling, max_new_tokens: int | None, length_field: str
+) -> SamplingParams:
+    """The sampling parameters of either OpenAI endpoint's body. Raises :class:`APIError`."""
+    return service.sampling_params(
+        max_new_tokens=max_new_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=stop_tuple(body.stop),
+        ignore_eos=body.ignore_eos,
+        param_name=length_field,
+        top_k=body.top_k,
+        min_p=body.min_p,
+        min_new_tokens=body.min_tokens,
+        min_param_name="min_tokens",
+    )
 
 
 @router.post(
@@ -67,29 +92,12 @@ async def chat_completions(
     service: Annotated[ChatService, Depends(get_chat_service)],
     request: Request,
 ) -> ChatCompletion | GenerationStream:
-    model = service.engine.model_name
-    if body.model is not None and body.model != model:
-        # OpenAI's and vLLM's answer to a model the server does not serve.
-        raise ErrorCode.MODEL_NOT_FOUND.error(
-            f"the model {body.model!r} does not exist: this server serves {model!r}", param="model"
-        )
+    model = served_model(service, body.model)
     messages = [Message(role=m.chat_role, content=m.text()) for m in body.messages]
     use_completion_tokens = body.max_completion_tokens is not None
     max_new_tokens = body.max_completion_tokens if use_completion_tokens else body.max_tokens
     length_field = "max_completion_tokens" if use_completion_tokens else "max_tokens"
-    params = service.sampling_params(
-        max_new_tokens=max_new_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        stop=stop_tuple(body.stop),
-        ignore_eos=body.ignore_eos,
-        param_name=length_field,
-        top_k=body.top_k,
-        min_p=body.min_p,
-        min_new_tokens=body.min_tokens,
-        min_param_name="min_tokens",
-    )
+    params = openai_sampling_params(service, body, max_new_tokens, length_field)
     template = TemplateOptions(
         add_generation_prompt=body.add_generation_prompt,
         continue_final_message=body.continue_final_message,

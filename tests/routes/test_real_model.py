@@ -167,3 +167,30 @@ def test_vllms_sampling_fields_reach_the_engine_through_the_sdk(sdk: openai.Open
     assert at_least.usage is not None
     assert at_least.usage.completion_tokens >= 20
     assert no_penalty.choices[0].message.content == ANSWER  # OpenAI's defaults are accepted
+
+
+def test_text_completion_continues_the_prompt_streaming_or_not(sdk: openai.OpenAI) -> None:
+    # No chat template: the model continues the text as it is (llama-index OpenAILike, litellm
+    # text_completion, lm-eval's local-completions call this endpoint).
+    kwargs: dict[str, Any] = {
+        "model": "smollm2-135m",
+        "prompt": "The capital of France is",
+        "temperature": 0,
+        "max_tokens": 8,
+        "stop": ["\n"],  # the model goes on with ".\n\nThe answer is:"
+    }
+
+    whole = sdk.completions.create(**kwargs)
+    streamed = list(sdk.completions.create(**kwargs, stream=True, stream_options={"include_usage": True}))
+    echoed = sdk.completions.create(**{**kwargs, "prompt": ["The capital of France is"]}, echo=True)
+
+    assert whole.object == "text_completion"
+    assert whole.choices[0].text == " Paris."
+    assert whole.choices[0].finish_reason == "stop"
+    assert whole.usage is not None
+    assert whole.usage.prompt_tokens == 5  # no template around it
+    assert whole.usage.completion_tokens >= 2  # the stop string can stop the model a step later
+    assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices) == " Paris."
+    assert streamed[-1].usage is not None
+    assert streamed[-1].usage.completion_tokens >= 2
+    assert echoed.choices[0].text == "The capital of France is Paris."

@@ -143,6 +143,18 @@ OPENAI_CASES: list[tuple[str, Any, int, str]] = [
 ]
 
 
+COMPLETION_CASES: list[tuple[str, Any, int, str]] = [
+    ("missing prompt", {"max_tokens": 4}, 400, "prompt: Field required"),
+    ("two prompts", {"prompt": ["a", "b"]}, 400, "exactly one prompt"),
+    ("logprobs", {"prompt": "a", "logprobs": 2}, 400, "logprobs"),
+    ("suffix", {"prompt": "a", "suffix": "b"}, 400, "suffix"),
+    ("best_of", {"prompt": "a", "best_of": 3}, 400, "best_of"),
+    ("max_tokens a string", {"prompt": "a", "max_tokens": "4"}, 400, "max_tokens"),
+    ("a penalty", {"prompt": "a", "presence_penalty": 1}, 400, "presence_penalty"),
+    ("empty prompt", {"prompt": ""}, 400, "the prompt is empty"),
+]
+
+
 @pytest.fixture(scope="module")
 def scripted_server_url() -> Iterator[str]:
     settings = Settings(model="scripted")
@@ -190,6 +202,15 @@ def test_oversized_body_is_413() -> None:
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "body_too_large"
         assert http.get("/ready").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "status", "message"), COMPLETION_CASES, ids=[c[0] for c in COMPLETION_CASES]
+)
+def test_completions_endpoint_rejects(
+    client: httpx.Client, case: str, body: Any, status: int, message: str
+) -> None:
+    assert_rejected(client, "/v1/completions", body, status, message)
 
 
 @pytest.mark.parametrize("path", ["/v1/chat", "/v1/chat/completions"])
