@@ -175,6 +175,16 @@ class ChatGeneration:
             self._context.admission.free_slot(self._ticket)
             self._context.metrics.generations.labels(outcome=self._outcome or "cancelled").inc()
 
+    async def whole_text(self) -> tuple[str, ChatDone]:
+        """For a non-streaming response: all the text and the summary, then :meth:`close`.
+        Raises what :meth:`texts` raises."""
+        try:
+            text = "".join([piece async for piece in self.texts()])
+        finally:
+            await self.close()
+        assert self.done is not None
+        return text, self.done
+
     async def close(self) -> None:
         """Stop generating (if still running) and leave admission control. Idempotent."""
         try:

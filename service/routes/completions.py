@@ -48,13 +48,9 @@ async def completions(
         options = body.stream_options or StreamOptions()
         chunks = _chunks(generation, completion_id, model, echoed, include_usage=options.include_usage)
         return GenerationStream(chunks, generation, service.settings.sse_ping_interval)
-    try:
-        text = "".join([piece async for piece in generation.texts()])
-    finally:
-        await generation.close()
-    assert generation.done is not None
-    choice = CompletionChoice(text=echoed + text, finish_reason=generation.done.finish_reason)
-    return Completion(id=completion_id, model=model, choices=[choice], usage=generation.done.usage)
+    text, done = await generation.whole_text()
+    choice = CompletionChoice(text=echoed + text, finish_reason=done.finish_reason)
+    return Completion(id=completion_id, model=model, choices=[choice], usage=done.usage)
 
 
 async def _chunks(

@@ -117,16 +117,12 @@ async def chat_completions(
         )
         return GenerationStream(chunks, generation, service.settings.sse_ping_interval)
 
-    try:
-        text = "".join([piece async for piece in generation.texts()])
-    finally:
-        await generation.close()
-    assert generation.done is not None
+    text, done = await generation.whole_text()
     return ChatCompletion(
         id=completion_id,
         model=model,
-        choices=[Choice(message=AssistantMessage(content=text), finish_reason=generation.done.finish_reason)],
-        usage=generation.done.usage,
+        choices=[Choice(message=AssistantMessage(content=text), finish_reason=done.finish_reason)],
+        usage=done.usage,
     )
 
 
