@@ -1,4 +1,9 @@
-"""Print the settings table of docs/settings.md from the Settings class (so the two cannot drift)."""
+"""Print the flag tables of docs/settings.md (from the service's Settings class) and
+docs/load-testing.md (from the load tester's LoadTestOptions), so neither can drift.
+
+    python scripts/settings_table.py [--write docs/settings.md]
+    python scripts/settings_table.py --loadtest [--write docs/load-testing.md]
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pydantic import AliasChoices
 
+from loadtest.options import LoadTestOptions
 from service.settings import Settings
 
 # Defaults that depend on the machine or the process, shown as words.
@@ -16,6 +22,7 @@ _DEFAULTS_SHOWN = {
     "cache_dir": "~/.cache/llm-serving",
     "served_model_name": "the model id",
     "instance_id": "random per process",
+    "prompts": "loadtest/traffic/prompts.txt",
 }
 
 
@@ -31,17 +38,31 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
-def write_into(readme: Path) -> None:
-    """Replace the table in ``readme`` (from its header row to the next blank line)."""
-    text = readme.read_text()
-    start = text.index("| Flag | Env var |")
+def loadtest_options_table() -> str:
+    rows = ["| Flag | Default | Description |", "| --- | --- | --- |"]
+    for name, field in LoadTestOptions.model_fields.items():
+        default = _DEFAULTS_SHOWN.get(name, field.get_default(call_default_factory=True))
+        default_text = "" if default in (None, []) else f"`{default}`"
+        description = (field.description or "").replace("|", "\\|")
+        flag = name.replace("_", "-")
+        flags = f"`--{flag}`, `--no-{flag}`" if field.annotation is bool else f"`--{flag}`"
+        rows.append(f"| {flags} | {default_text} | {description} |")
+    return "\n".join(rows)
+
+
+def write_into(page: Path, table: str) -> None:
+    """Replace the table in ``page`` that has ``table``'s header row (up to the next blank line)."""
+    text = page.read_text()
+    start = text.index(table.splitlines()[0])
     end = text.find("\n\n", start)
     end = len(text.rstrip("\n")) if end < 0 else end
-    readme.write_text(text[:start] + settings_table() + text[end:])
+    page.write_text(text[:start] + table + text[end:])
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--write"]:
-        write_into(Path(sys.argv[2]))
+    arguments = sys.argv[1:]
+    table = loadtest_options_table() if "--loadtest" in arguments else settings_table()
+    if "--write" in arguments:
+        write_into(Path(arguments[arguments.index("--write") + 1]), table)
     else:
-        print(settings_table())
+        print(table)

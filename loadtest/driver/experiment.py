@@ -8,7 +8,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from loadtest.measure.slo import Objectives, goodput
 from loadtest.output.plots import write_plots
 from loadtest.output.report import render_report, run_title
 from loadtest.output.results import DEFINITIONS, write_results
-from loadtest.traffic.prompts import DEFAULT_PROMPTS_FILE, load_prompts
+from loadtest.traffic.prompts import load_prompts
 from loadtest.traffic.sizing import load_token_counter, size_prompts
 from loadtest.traffic.workload import Dataset, PromptList, SyntheticPrompts, Workload
 
@@ -34,32 +34,34 @@ REPORT_FILE = "report.md"
 SERVER_LOG = "server.log"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
+    """One run; loadtest.options.LoadTestOptions.run_config builds it, and holds the defaults."""
+
     out_dir: Path
-    url: str | None = None  # None only with spawn: the spawned server's URL
-    provider: str = "local"
-    protocol: str | None = None  # None: the provider's
-    plan: LoadPlan = field(default_factory=LoadPlan)
-    max_tokens: int = 512
-    ignore_eos: bool = True
-    model: str | None = None
-    gpu: str | None = None
-    price_per_second: float | None = None
-    cpu_cores: float | None = None  # None: what the provider's shim reserves
-    memory_gib: float | None = None
-    prompts_file: Path = DEFAULT_PROMPTS_FILE
-    spawn: str | None = None
-    spawn_timeout_s: float = 600.0
-    poll_interval_s: float = 0.2
+    url: str | None  # None only with spawn: the spawned server's URL
+    provider: str
+    protocol: str | None  # None: the provider's
+    plan: LoadPlan
+    max_tokens: int
+    ignore_eos: bool
+    model: str | None
+    gpu: str | None
+    price_per_second: float | None
+    cpu_cores: float | None  # None: what the provider's shim reserves
+    memory_gib: float | None
+    prompts_file: Path
+    spawn: str | None
+    spawn_timeout_s: float
+    poll_interval_s: float
     # > 0: poll /ready first, for up to this long, and time the cold start there instead of
     # inside the first request (one longer than a provider's proxy allows cannot be seen there).
-    wait_ready_s: float = 0.0
-    input_tokens: int | None = None  # synthetic prompts of about this many tokens
-    tokenizer: str | None = None  # counts --input-tokens prompts; None: calibrate on the server
-    dataset: Path | None = None  # JSONL rows: prompt and output_tokens
-    slo: str | None = None  # "ttft=0.5,tpot=0.05,e2e=30"
-    processes: int = 1
+    wait_ready_s: float
+    input_tokens: int | None  # synthetic prompts of about this many tokens
+    tokenizer: str | None  # counts --input-tokens prompts; None: calibrate on the server
+    dataset: Path | None  # JSONL rows: prompt and output_tokens
+    slo: str | None  # "ttft=0.5,tpot=0.05,e2e=30"
+    processes: int
 
     @property
     def resolved_protocol(self) -> str:
