@@ -84,6 +84,11 @@ class EngineSettings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype; 'auto' is bfloat16 on CUDA and float32 on CPU."
     )
+    pack_weights: bool = Field(
+        True,
+        description="On CPU: reorder the linear layers' weights once for oneDNN, as vLLM's CPU backend "
+        "does (decode about 2x faster; docs/performance.md); --no-pack-weights: plain nn.Linear.",
+    )
     torch_threads: int = Field(
         0,
         ge=0,

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from service.engine.builtin_models import BUILTIN_MODELS
+from service.engine.cpu_linear import pack_linear_layers, packing_supported
 from service.engine.gguf_model import ensure_converted, find_gguf_file
 from service.engine.random_model import is_random_model, load_random_model
 from service.settings import EngineSettings
@@ -83,6 +84,8 @@ def load_model(settings: EngineSettings) -> LoadedModel:
     if not tokenizer.chat_template:
         raise ValueError(f"{settings.model}: the tokenizer has no chat template")
     model.eval()
+    if settings.pack_weights and packing_supported(device, dtype):
+        pack_linear_layers(model)
     eos_token_ids = _eos_token_ids(model, tokenizer)
     if not eos_token_ids:
         raise ValueError(

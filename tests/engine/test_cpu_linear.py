@@ -1,0 +1,59 @@
+"""oneDNN-packed linear layers: the same model, the same numbers to float32 rounding, on the
+real model and tiny-random, and off with --no-pack-weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from service.engine.cpu_linear import PackedLinear, pack_linear_layers, packing_supported
+from service.engine.loader import load_model
+from service.settings import Settings
+
+pytestmark = pytest.mark.skipif(
+    not packing_supported(torch.device("cpu"), torch.float32), reason="this torch build has no oneDNN"
+)
+
+
+def _linear_types(model: torch.nn.Module) -> set[type]:
+    return {type(module) for module in model.modules() if isinstance(module, torch.nn.Linear | PackedLinear)}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_packed_layers_give_the_unpacked_logits(
+    real_model_cache_dir: Path, smollm2_dir: Path, dtype: str
+) -> None:
+    loaded = load_model(
+        Settings(model="smollm2-135m", cache_dir=real_model_cache_dir, dtype=dtype, pack_weights=False)
+    )
+    prompt = "The capital of France is Paris, and the capital of Italy is"
+    ids = torch.tensor([loaded.tokenizer.encode(prompt)])
+    with torch.inference_mode():
+        before = loaded.model(ids).logits.float()
+        packed = pack_linear_layers(loaded.model)
+        after = loaded.model(ids).logits.float()
+
+    assert packed == 30 * 7 + 1  # q, k, v, o, gate, up, down in 30 layers; lm_head
+    assert _linear_types(loaded.model) == {PackedLinear}
+    # float32: the same sums in another order; bfloat16: its 8-bit mantissa.
+    tolerance = 1e-3 if dtype == "float32" else 0.5
+    assert (before - after).abs().max().item() < tolerance
+    assert torch.equal(before.argmax(-1), after.argmax(-1))
+
+
+def test_the_loader_packs_by_default_and_not_when_told(model_cache_dir: Path) -> None:
+    packed = load_model(Settings(model="tiny-random", cache_dir=model_cache_dir))
+    plain = load_model(Settings(model="tiny-random", cache_dir=model_cache_dir, pack_weights=False))
+
+    assert _linear_types(packed.model) == {PackedLinear}
+    assert _linear_types(plain.model) == {torch.nn.Linear}
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.inference_mode():
+        assert torch.allclose(packed.model(ids).logits, plain.model(ids).logits, atol=1e-4)
+
+
+def test_only_cpu_float32_and_bfloat16_are_packed() -> None:
+    assert not packing_supported(torch.device("cpu"), torch.float16)
+    assert not packing_supported(torch.device("cuda"), torch.float32)
