@@ -68,7 +68,7 @@ class BatchLoop:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        batch = RunningBatch()
+        batch = RunningBatch(self._max_batch_size)
         while self._take_new(block=not batch.requests and not self._prefilling):
             with torch.inference_mode():
                 try:
