@@ -36,11 +36,14 @@ from loadtest.bench.lib.raw import load_raw_generator
 from loadtest.bench.lib.servers import (
     DEFAULT_ENGINES,
     OUR_ENGINES,
+    PEERS,
     TRANSFORMERS_SERVE,
     TRANSFORMERS_SERVE_CB,
+    VLLM,
     our_servers,
     service_engine_flag_supported,
     transformers_serve_servers,
+    vllm_server,
 )
 from loadtest.bench.lib.summary import evaluate_targets, merge_repeats
 from loadtest.bench.lib.tables import machine_info, render_text, write_outputs
@@ -86,8 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--peers",
         default=f"{TRANSFORMERS_SERVE},{TRANSFORMERS_SERVE_CB}",
-        help="which transformers serve servers to run (e.g. only the CB one on a GPU's load levels)",
+        help=f"peers to run, of {', '.join(PEERS)} (vllm: from --vllm-venv, scripts/peer_vllm.sh)",
     )
+    parser.add_argument(
+        "--vllm-venv", type=Path, default=Path(".peers/vllm"), help="vLLM's CPU build (scripts/peer_vllm.sh)"
+    )
+    parser.add_argument("--vllm-max-model-len", type=int, default=2048, help="vLLM's --max-model-len")
     parser.add_argument("--cb-num-blocks", type=int, default=32, help="transformers serve CB cache (0: auto)")
     parser.add_argument(
         "--cb-max-batch-tokens", type=int, default=256, help="transformers serve CB (0: auto)"
@@ -104,7 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.engines = [engine for engine in args.engines.split(",") if engine]
     args.peers = [peer for peer in args.peers.split(",") if peer]
-    if unknown_peers := set(args.peers) - {TRANSFORMERS_SERVE, TRANSFORMERS_SERVE_CB}:
+    if unknown_peers := set(args.peers) - set(PEERS):
         parser.error(f"--peers: unknown {sorted(unknown_peers)}")
     unknown = set(args.engines) - set(OUR_ENGINES)
     if unknown:
@@ -144,6 +151,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             if server.name in args.peers
         ]
+    if VLLM in args.peers:
+        servers.append(vllm_server(args.vllm_venv, model_dir, dtype, threads, args.vllm_max_model_len))
     stem = args.stem or f"engine-bench-{args.device.split(':')[0]}"
     runs_by_server: dict[str, list[dict[str, Any]]] = {server.name: [] for server in servers}
     for repeat in range(args.repeats):

@@ -41,6 +41,8 @@ OUR_ENGINES = tuple(OUR_ENGINE_FLAGS)
 DEFAULT_ENGINES = ("sequential", "batched")
 TRANSFORMERS_SERVE = "transformers-serve"
 TRANSFORMERS_SERVE_CB = "transformers-serve-cb"
+VLLM = "vllm"
+PEERS = (TRANSFORMERS_SERVE, TRANSFORMERS_SERVE_CB, VLLM)
 
 
 @dataclass(frozen=True)
@@ -138,3 +140,33 @@ def transformers_serve_servers(
         ServerUnderTest(TRANSFORMERS_SERVE, base, **options),
         ServerUnderTest(TRANSFORMERS_SERVE_CB, base + cb_flags, **options),
     ]
+
+
+def vllm_server(venv: Path, model_dir: Path, dtype: str, threads: int, max_model_len: int) -> ServerUnderTest:
+    """vLLM's CPU build from its own venv (scripts/peer_vllm.sh), on ``threads`` cores.
+
+    The recipe of issue #18, measured on the 2-core machine: Intel OpenMP preloaded and the
+    threads bound to cores 0..threads-1 (the default binding, "auto", used one core; libgomp
+    bound so was 5x slower); its OpenAI server module, since ``vllm serve`` fails in this
+    repack (no ``vllm`` distribution for its version lookup); it listens only once the model is
+    loaded and ``/health`` answers then. It takes ``ignore_eos`` like ours.
+    """
+    if not (venv / "bin" / "python").exists():
+        reason = f"no venv at {venv}: scripts/peer_vllm.sh"
+        return ServerUnderTest(VLLM, "", "/health", unavailable_reason=reason)
+    environment = {
+        "LD_PRELOAD": venv / "lib" / "libiomp5.so",
+        "VLLM_CPU_OMP_THREADS_BIND": f"0-{threads - 1}" if threads > 1 else "0",
+        "VLLM_CPU_KVCACHE_SPACE": 2,  # GiB
+        "VLLM_USE_AOT_COMPILE": 0,
+        "HF_HUB_OFFLINE": 1,
+        "VLLM_NO_USAGE_STATS": 1,
+    }
+    command = (
+        "env "
+        + " ".join(f"{name}={shlex.quote(str(value))}" for name, value in environment.items())
+        + f" {shlex.quote(str(venv / 'bin' / 'python'))} -m vllm.entrypoints.openai.api_server"
+        + f" --model {shlex.quote(str(model_dir))} --dtype {dtype} --max-model-len {max_model_len}"
+        + " --uvicorn-log-level warning"
+    )
+    return ServerUnderTest(VLLM, command, "/health")

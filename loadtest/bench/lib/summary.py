@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from loadtest.bench.lib.servers import OUR_ENGINES, TRANSFORMERS_SERVE_CB
+from loadtest.bench.lib.servers import OUR_ENGINES, TRANSFORMERS_SERVE_CB, VLLM
 from loadtest.measure.metrics import RequestRecord
 
 TTFT_OVER_PREFILL_LIMIT_S = 0.010
@@ -155,6 +155,48 @@ def evaluate_targets(
             at_8,
             ">= 1.3",
             _status(at_8, at_8 is not None and at_8 >= 1.3),
+        )
+    )
+    if (servers.get(VLLM) or {}).get("available"):
+        targets += _against_vllm(servers, concurrency_levels)
+    return targets
+
+
+def _level(servers: dict[str, Any], name: str, concurrency: int) -> dict[str, Any]:
+    server = servers.get(name) or {}
+    return next((level for level in server.get("levels") or [] if level["concurrency"] == concurrency), {})
+
+
+def _against_vllm(servers: dict[str, Any], concurrency_levels: list[int]) -> list[Target]:
+    """Issue #18: the batched engine against vLLM, level by level, and start to ready."""
+    targets = []
+    for level in concurrency_levels:
+        tokens = ratio(_aggregate(servers, "batched", level), _aggregate(servers, VLLM, level))
+        targets.append(
+            Target(
+                f"batched / vllm tokens/s at {level}",
+                tokens,
+                ">= 1.0",
+                _status(tokens, tokens is not None and tokens >= 1.0),
+            )
+        )
+        ours, theirs = _level(servers, "batched", level), _level(servers, VLLM, level)
+        ttft = ratio(ours.get("ttft_p50_s"), theirs.get("ttft_p50_s"))
+        targets.append(
+            Target(
+                f"batched / vllm TTFT p50 at {level}",
+                ttft,
+                "<= 1.0",
+                _status(ttft, ttft is not None and ttft <= 1.0),
+            )
+        )
+    ready = ratio((servers.get("batched") or {}).get("ready_s"), servers[VLLM].get("ready_s"))
+    targets.append(
+        Target(
+            "batched / vllm start to ready",
+            ready,
+            "<= 0.3",
+            _status(ready, ready is not None and ready <= 0.3),
         )
     )
     return targets

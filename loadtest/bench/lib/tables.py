@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loadtest.bench.lib.servers import TRANSFORMERS_SERVE_CB
+from loadtest.bench.lib.servers import TRANSFORMERS_SERVE_CB, VLLM
 from loadtest.bench.lib.summary import ratio
 
 
@@ -60,25 +60,26 @@ def _ms(value_s: float | None) -> str:
 
 def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the one table: single stream rows ("1s") and one row per concurrency level."""
+    servers = results["servers"]
+    # The peer every level is compared with: vLLM when it ran, else transformers serve's CB.
+    peer = VLLM if (servers.get(VLLM) or {}).get("available") else TRANSFORMERS_SERVE_CB
     header = [
         "server",
         "c",
         "tok/s",
         "x raw",
         "x own 1-stream",
-        "x ts-cb",
+        "x vllm" if peer == VLLM else "x ts-cb",
         "TTFT p50 ms",
         "p99 ms",
         "TTFT-prefill ms",
+        "ready s",
     ]
-    servers = results["servers"]
-    cb_levels = {
-        level["concurrency"]: level for level in (servers.get(TRANSFORMERS_SERVE_CB) or {}).get("levels", [])
-    }
+    cb_levels = {level["concurrency"]: level for level in (servers.get(peer) or {}).get("levels", [])}
     rows = []
     for name, server in servers.items():
         if not server.get("available"):
-            rows.append([name, "-", "not available: " + str(server.get("reason", "")), *[""] * 6])
+            rows.append([name, "-", "not available: " + str(server.get("reason", "")), *[""] * 7])
             continue
         single = server["single_stream"]
         rows.append(
@@ -92,6 +93,7 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 _ms(single["served_ttft_s"]),
                 "",
                 _ms(single["ttft_minus_prefill_s"]),
+                _fmt(server.get("ready_s"), ".1f"),
             ]
         )
         for level in server["levels"]:
@@ -108,6 +110,7 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     _fmt(ratio(tokens_per_s, cb.get("aggregate_tokens_per_s")), ".2f"),
                     _ms(level["ttft_p50_s"]),
                     _ms(level["ttft_p99_s"]),
+                    "",
                     "",
                 ]
             )
