@@ -6,7 +6,12 @@ import json
 import shlex
 from pathlib import Path
 
-from loadtest.bench.lib.servers import our_servers, service_engine_flag_supported, transformers_serve_servers
+from loadtest.bench.lib.servers import (
+    our_servers,
+    service_engine_flag_supported,
+    transformers_serve_servers,
+    vllm_server,
+)
 
 MODEL_DIR = Path("/models/bench 10m")
 
@@ -78,3 +83,24 @@ def test_the_static_cache_server_gets_a_cache_sized_for_the_benchmark() -> None:
         "1536",
     ]
     assert "--static-cache" not in sequential.command
+
+
+def test_vllm_runs_from_its_venv_with_the_recipes_threads_and_environment(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python").touch()
+
+    vllm = vllm_server(tmp_path, Path("/models/smollm2"), "float32", threads=2, max_model_len=2048)
+
+    assert vllm.unavailable_reason is None
+    assert vllm.ready_path == "/health"
+    assert vllm.ignore_eos
+    assert f"LD_PRELOAD={tmp_path}/lib/libiomp5.so" in vllm.command
+    assert "VLLM_CPU_OMP_THREADS_BIND=0-1" in vllm.command
+    assert "-m vllm.entrypoints.openai.api_server --model /models/smollm2 --dtype float32" in vllm.command
+
+
+def test_without_its_venv_vllm_is_reported_not_available(tmp_path: Path) -> None:
+    vllm = vllm_server(tmp_path / "missing", Path("/models/smollm2"), "float32", 2, 2048)
+
+    assert vllm.unavailable_reason is not None
+    assert "scripts/peer_vllm.sh" in vllm.unavailable_reason

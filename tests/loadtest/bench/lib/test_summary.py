@@ -159,3 +159,43 @@ def test_the_bandwidth_target_takes_our_fastest_single_stream_and_only_on_a_gpu(
     assert on_gpu[name].value == pytest.approx(0.75)
     assert on_gpu[name].status == "met"
     assert on_cpu[name].status == "n/a"
+
+
+def with_ttft_and_ready(
+    result: dict[str, Any], ttft_p50_s: dict[int, float], ready_s: float
+) -> dict[str, Any]:
+    for level in result["levels"]:
+        level["ttft_p50_s"] = ttft_p50_s[level["concurrency"]]
+    result["ready_s"] = ready_s
+    return result
+
+
+def test_against_vllm_each_level_needs_its_tokens_and_ttft_and_start_to_ready_a_third() -> None:
+    servers = {
+        "batched": with_ttft_and_ready(
+            server(25.0, 1.0, 0.0, {1: 24, 4: 80, 8: 130}), {1: 0.10, 4: 0.20, 8: 0.30}, ready_s=5.0
+        ),
+        "vllm": with_ttft_and_ready(
+            server(24.0, 1.0, 0.0, {1: 25, 4: 78, 8: 125}), {1: 0.09, 4: 0.25, 8: 0.30}, ready_s=100.0
+        ),
+    }
+
+    targets = targets_by_name(servers)
+
+    assert targets["batched / vllm tokens/s at 1"].status == "missed"
+    assert targets["batched / vllm tokens/s at 4"].value == pytest.approx(80 / 78)
+    assert targets["batched / vllm tokens/s at 8"].status == "met"
+    assert targets["batched / vllm TTFT p50 at 1"].status == "missed"
+    assert targets["batched / vllm TTFT p50 at 4"].status == "met"
+    assert targets["batched / vllm TTFT p50 at 8"].status == "met"  # equal is enough
+    assert targets["batched / vllm start to ready"].value == pytest.approx(0.05)
+    assert targets["batched / vllm start to ready"].status == "met"
+
+
+def test_without_vllm_there_are_no_vllm_targets() -> None:
+    servers = {
+        "batched": server(95.0, 0.96, 0.004, {8: 450}),
+        "vllm": {"available": False, "reason": "no venv"},
+    }
+
+    assert not [name for name in targets_by_name(servers) if "vllm" in name]

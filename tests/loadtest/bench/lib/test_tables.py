@@ -77,6 +77,24 @@ def test_rows_give_ratios_to_raw_to_the_own_single_stream_and_to_transformers_se
     assert by_column["p99 ms"] == "20.0"
 
 
+def test_with_vllm_measured_every_level_is_compared_with_it_and_ready_times_shown() -> None:
+    measured = results()
+    measured["servers"]["vllm"] = {
+        "available": True,
+        "ready_s": 52.0,
+        "single_stream": measured["servers"]["sequential"]["single_stream"],
+        "levels": [level(1, 200.0), level(8, 95.0)],
+    }
+    measured["servers"]["sequential"]["ready_s"] = 5.0
+    header, rows = table_rows(measured)
+
+    columns = {tuple(row[:2]): dict(zip(header, row, strict=True)) for row in rows if row[1] != "-"}
+    assert "x ts-cb" not in header
+    assert columns["sequential", "8"]["x vllm"] == "2.00"
+    assert columns["sequential", "1s"]["ready s"] == "5.0"
+    assert columns["vllm", "1s"]["ready s"] == "52.0"
+
+
 def test_the_text_table_shows_unavailable_servers_and_the_targets_with_their_status() -> None:
     text = render_text(results())
 
