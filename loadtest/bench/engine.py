@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from loadtest.bench.lib.bandwidth import memory_bound
+from loadtest.bench.lib.bandwidth import decode_weights, memory_bound
 from loadtest.bench.lib.measure import BenchPlan, measure_server
 from loadtest.bench.lib.model import resolve_bench_model
 from loadtest.bench.lib.raw import load_raw_generator
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prompts = load_prompts(args.prompts)
     plan = BenchPlan(args.tokens, args.concurrency, args.requests_per_level, args.single_repeats)
     raw = load_raw_generator(model_dir, args.tokens, args.device, dtype, threads)
-    parameters = sum(parameter.numel() for parameter in raw.model.parameters())
+    parameters = decode_weights(raw.model)[0]
 
     engine_flag = service_engine_flag_supported()
     # A static cache sized for the benchmark's requests (prompt + --tokens), not the whole context.

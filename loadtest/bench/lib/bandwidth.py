@@ -14,8 +14,30 @@ import time
 from typing import Any
 
 
+def decode_weights(model: Any) -> tuple[int, int]:
+    """Parameters a decode step reads, and their bytes: every linear layer's weight (oneDNN-packed
+    ones too, service/engine/cpu_linear.py, whose weights are buffers) and the norms, not the
+    embedding table, of which a step reads one row. A tied lm_head counts once, as a layer."""
+    import torch
+
+    from service.engine.cpu_linear import PackedLinear
+
+    count = size = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            continue
+        if isinstance(module, PackedLinear):
+            numel = module.in_features * module.out_features
+            count += numel
+            size += numel * torch.empty(0, dtype=module.weight_dtype).element_size()
+        for parameter in module.parameters(recurse=False):
+            count += parameter.numel()
+            size += parameter.numel() * parameter.element_size()
+    return count, size
+
+
 def weight_bytes(model: Any) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())
+    return decode_weights(model)[1]
 
 
 def copy_bandwidth_bytes_per_s(device: Any, size_bytes: int = 1 << 29, repeats: int = 5) -> float:
