@@ -9,7 +9,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-slow test-all lint docs docs-build format lock clean
+# The playground's browser tests drive Debian's chromium: Playwright's own download cannot work
+# on machines without internet. apt needs root (CI runs as root); elsewhere sudo is used.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install browser run test test-slow test-all lint docs docs-build format lock clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +25,12 @@ $(BIN)/.installed: pyproject.toml requirements.lock requirements-dev.lock
 	touch $@
 
 install: $(BIN)/.installed
+
+browser: $(CHROMIUM) ## Debian's chromium, for the browser tests
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium
 
 run: install ## serve $(MODEL) on $(HOST):$(PORT)
 	$(BIN)/python -m service --model $(MODEL) --host $(HOST) --port $(PORT)
@@ -35,13 +46,13 @@ docs-build: install ## the docs site, strictly: a broken link or anchor fails
 docs: install ## serve the docs site on $(HOST):8001
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a $(HOST):8001
 
-test: lint docs-build ## lint, the docs build, then every test but the slow ones (a few minutes)
+test: lint docs-build browser ## lint, the docs build, then every test but the slow ones (a few minutes)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: install ## only the slow tests: schemathesis and the soak
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-test-all: lint docs-build ## every test, slow ones included
+test-all: lint docs-build browser ## every test, slow ones included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 format: install

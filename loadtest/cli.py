@@ -20,10 +20,8 @@ from pydantic_settings import CliApp
 from loadtest.driver.experiment import RunConfig, run_experiment
 from loadtest.driver.search import highest_passing, write_search
 from loadtest.options import PROG, LoadTestOptions
-from loadtest.output.comparison import render_comparison
+from loadtest.output.comparison import render_comparison, write_comparison
 from loadtest.output.console import RunProgress, console, print_summary
-
-COMPARE_FILE = "compare.md"
 
 
 def parse_args(argv: list[str] | None = None) -> LoadTestOptions:
@@ -45,13 +43,11 @@ def _flag_problem(error: ErrorDetails) -> str:
 
 
 def compare(run_dirs: list[Path], out_dir: Path | None) -> None:
-    markdown = render_comparison(run_dirs)
     if out_dir is None:
-        print(markdown)
+        print(render_comparison(run_dirs))
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / COMPARE_FILE).write_text(markdown, encoding="utf-8")
-    console.print(f"wrote {out_dir / COMPARE_FILE}")
+    written = write_comparison(run_dirs, out_dir)
+    console.print("wrote " + ", ".join(str(path) for path in written))
 
 
 def main(argv: list[str] | None = None) -> int:

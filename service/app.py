@@ -20,6 +20,7 @@ from service.engine.base import Engine, EngineState
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit, HeadAsGet, RequestCounter, RequestId
 from service.routes import chat, completions, health, metrics, openai
+from service.routes.playground import install_playground
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     install_error_handlers(app)
     for router in (health.router, metrics.router, chat.router, openai.router, completions.router):
         app.include_router(router)
+    if settings.playground:
+        install_playground(app)
     # Added last runs first: every response gets a request id, browsers' preflights are answered
     # (before the key check: a preflight carries no key), HEAD becomes GET, every API request is
     # counted, then strangers are refused, then oversized bodies.

@@ -187,6 +187,11 @@ class Settings(EngineSettings):
         description="Origins a browser may call the API from, comma-separated ('*': any); empty: no "
         "CORS headers. Preflights are answered before the API key check.",
     )
+    playground: bool = Field(
+        True,
+        description="Serve the chat playground at / (a page over /v1/chat/completions); "
+        "--no-playground: / is a 404 like any unknown route.",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body; larger gets 413.")
     drain_timeout: float = Field(
         30.0,

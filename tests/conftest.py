@@ -22,6 +22,8 @@ from service.engine.base import Engine
 from service.server import uvicorn_config
 from service.settings import Settings
 
+pytest_plugins = ["tests.browser"]  # browser, open_page: headless Chromium for the page tests
+
 
 @pytest.fixture(scope="session")
 def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -23,6 +23,7 @@ from loadtest.driver.spawn import SpawnedServer, redact_command, spawn_server
 from loadtest.measure.cost import resolve_container, resolve_price, run_cost
 from loadtest.measure.metrics import RequestRecord, mark_cold, summarize
 from loadtest.measure.slo import Objectives, goodput
+from loadtest.output.html import write_html
 from loadtest.output.plots import write_plots
 from loadtest.output.report import render_report, run_title
 from loadtest.output.results import DEFINITIONS, write_results
@@ -31,6 +32,7 @@ from loadtest.traffic.sizing import load_token_counter, size_prompts
 from loadtest.traffic.workload import Dataset, PromptList, SyntheticPrompts, Workload
 
 REPORT_FILE = "report.md"
+REPORT_HTML = "report.html"
 SERVER_LOG = "server.log"
 
 
@@ -176,7 +178,9 @@ def run_experiment(
     out_dir = config.out_dir
     write_results(out_dir, results)
     plot_files = write_plots(results, out_dir, run_title(results))
-    (out_dir / REPORT_FILE).write_text(render_report(results, plot_files), encoding="utf-8")
+    report = render_report(results, plot_files)
+    (out_dir / REPORT_FILE).write_text(report, encoding="utf-8")
+    write_html(report, f"Load test: {run_title(results)}", out_dir, REPORT_HTML)
     return results
 
 

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest.output.report import millis, seconds, stat, steady_group, table, usd
+from loadtest.output.html import write_html
+from loadtest.output.plots import COMPARE_PNG, plot_comparison
+from loadtest.output.report import billed, millis, seconds, stat, steady_group, table, usd
 from loadtest.output.results import read_results
+
+COMPARE_MD = "compare.md"
+COMPARE_HTML = "compare.html"
+
+
+def write_comparison(run_dirs: list[Path], out_dir: Path) -> list[Path]:
+    """compare.md, the overlaid plot and compare.html (self-contained) into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = [(str(run_dir), read_results(run_dir)["requests"]) for run_dir in run_dirs]
+    plot_comparison(runs, out_dir / COMPARE_PNG)
+    markdown = render_comparison(run_dirs) + f"\n![{COMPARE_PNG}]({COMPARE_PNG})\n"
+    (out_dir / COMPARE_MD).write_text(markdown, encoding="utf-8")
+    page = write_html(markdown, "Load test comparison", out_dir, COMPARE_HTML)
+    return [out_dir / COMPARE_MD, out_dir / COMPARE_PNG, page]
 
 
 def render_comparison(run_dirs: list[Path]) -> str:
@@ -49,8 +65,8 @@ def render_comparison(run_dirs: list[Path]) -> str:
                 millis(stat(warm, "tpot_s", "p50")),
                 seconds(stat(warm, "tokens_per_s", "p50"), 1),
                 seconds(summary["throughput_tokens_per_s"], 1),
-                usd(cost.get("run_usd")),
-                usd(cost.get("per_million_output_tokens_usd")),
+                usd(cost.get("run_usd")) if billed(cost) else "–",
+                usd(cost.get("per_million_output_tokens_usd")) if billed(cost) else "–",
             ]
         )
     notes = [

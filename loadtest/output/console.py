@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from loadtest.measure.metrics import RequestRecord
-from loadtest.output.report import GROUP_LABELS, millis, seconds, stat
+from loadtest.output.report import GROUP_LABELS, billed, millis, seconds, stat
 
 console = Console(stderr=True)
 
@@ -97,9 +97,9 @@ def print_summary(results: dict[str, Any], out_dir: str) -> None:
     ready_wait = results["run"].get("ready_wait")
     if ready_wait:
         console.print(f"cold start: first poll to /ready 200 in {ready_wait['ready_s']:.2f} s")
-    if cost["known"]:
+    if billed(cost):
         container = " + container" if cost.get("container") else ""
         console.print(
             f"cost: ${cost['run_usd']:.6f} for the run ({cost['gpu']}{container}, {cost['source']})"
         )
-    console.print(f"wrote {out_dir}/results.json, report.md and plots")
+    console.print(f"wrote {out_dir}/results.json, report.md, report.html and plots")

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 PER_REQUEST_PNG = "per_request.png"
 DISTRIBUTIONS_PNG = "distributions.png"
@@ -73,6 +74,7 @@ def plot_distributions(records: list[dict[str, Any]], title: str, path: Path) ->
             axis.text(0.5, 0.5, "no data", ha="center", va="center", transform=axis.transAxes)
         axis.set_xlabel(label)
         axis.set_ylabel("count")
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
         axis.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
@@ -88,9 +90,13 @@ def plot_ttft_by_input_length(records: list[dict[str, Any]], title: str, path: P
     figure, axis = plt.subplots(figsize=(8, 5))
     if points:
         axis.scatter(*zip(*points, strict=True), s=25, color="tab:blue", alpha=0.8)
+        # Room on the right: the longest prompts are often the point of the plot.
+        axis.set_xlim(0, max(tokens for tokens, _ in points) * 1.1)
+    else:
+        axis.set_xlim(left=0)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("input tokens (server's usage.prompt_tokens)")
     axis.set_ylabel("TTFT (s)")
-    axis.set_xlim(left=0)
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
     figure.suptitle(title)
@@ -106,3 +112,28 @@ def write_plots(results: dict[str, Any], out_dir: Path, title: str) -> list[str]
     plot_distributions(records, title, out_dir / DISTRIBUTIONS_PNG)
     plot_ttft_by_input_length(records, title, out_dir / TTFT_BY_INPUT_PNG)
     return [PER_REQUEST_PNG, DISTRIBUTIONS_PNG, TTFT_BY_INPUT_PNG]
+
+
+COMPARE_PNG = "compare.png"
+
+
+def plot_comparison(runs: list[tuple[str, list[dict[str, Any]]]], path: Path) -> None:
+    """Runs overlaid: the share of requests with TTFT and end-to-end latency at most x (CDFs)."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    panels = ((axes[0], "ttft_s", "TTFT (s)"), (axes[1], "e2e_s", "end-to-end latency (s)"))
+    for axis, metric, label in panels:
+        for name, records in runs:
+            values = sorted(r[metric] for r in records if r["ok"] and r[metric] is not None)
+            if values:
+                shares = [(rank + 1) / len(values) for rank in range(len(values))]
+                axis.step(values, shares, where="post", label=name)
+        axis.set_xlabel(label)
+        axis.set_ylabel("share of successful requests")
+        axis.set_xlim(left=0)
+        axis.set_ylim(0, 1.02)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    figure.suptitle("every request of each run")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -6,12 +6,14 @@ from typing import Any
 
 from loadtest.output.results import DEFINITIONS
 
+# "cold"/"warm" say whether the instance was new; the phases are positions in the run. Named
+# apart, since "warm" beside "warm-up phase" read as the same rows twice.
 GROUP_LABELS = {
     "all": "all",
-    "cold": "cold",
-    "warm": "warm",
-    "warmup": "warm-up phase",
-    "steady": "steady phase",
+    "cold": "new instance (cold)",
+    "warm": "instance already up",
+    "warmup": "first --cold requests",
+    "steady": "the rest (steady)",
 }
 
 
@@ -197,9 +199,16 @@ def render_report(results: dict[str, Any], plot_files: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def billed(cost: dict[str, Any]) -> bool:
+    """Whether the run has a price above zero (a local run is costed at 0: nothing to tabulate)."""
+    return bool(cost["known"]) and (cost.get("run_usd") or 0) > 0
+
+
 def cost_lines(cost: dict[str, Any]) -> list[str]:
     if not cost["known"]:
         return [cost["note"]]
+    if not billed(cost):
+        return [f"{cost['gpu']}: {cost['source']}; pass --price-per-second to cost the run."]
     source = f"{cost['source']}, {cost['date'] or 'undated'}"
     container = cost.get("container")
     container_part = (

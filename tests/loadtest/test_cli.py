@@ -58,6 +58,9 @@ def test_spawn_measures_cold_start_and_splits_cold_from_warm(tmp_path: Path) -> 
     assert results["cost"]["run_usd"] == 0.0
     for name in ("report.md", "per_request.png", "distributions.png"):
         assert (out_dir / name).stat().st_size > 0
+    page = (out_dir / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 3  # every plot inline: one file to send
+    assert "the server's own start-up" in page
 
 
 def test_the_openai_endpoint_counts_tokens_like_the_native_one(server_url: str, tmp_path: Path) -> None:
@@ -149,6 +152,10 @@ def test_compare_puts_runs_side_by_side_with_their_cost(server_url: str, tmp_pat
     assert "A100-80GB" in modal_row
     assert "L4" in runpod_row
     assert "$" in modal_row
+    assert (tmp_path / "compare.png").stat().st_size > 0
+    page = (tmp_path / "compare.html").read_text()
+    assert "A100-80GB" in page
+    assert 'src="data:image/png;base64,' in page
 
 
 def test_api_keys_are_sent_but_never_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
