@@ -6,6 +6,7 @@ untouched and a client disconnect still reaches the SSE response.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -111,7 +112,8 @@ REQUEST_ID_HEADER = b"x-request-id"
 
 class RequestId:
     """Gives every response an ``x-request-id``: the client's (if it sent a usable one) or a new one,
-    also in ``scope["state"]["request_id"]`` for the handlers' logs."""
+    also in ``scope["state"]["request_id"]`` for the handlers' logs, and in every JSON error body
+    (``error.request_id``) whoever wrote it, a handler or a middleware further in."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -123,11 +125,43 @@ class RequestId:
         sent = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"").decode("latin-1")
         request_id = sent if _CLIENT_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        held: Message | None = None  # an error response's start, sent once its body is rewritten
+        body: list[bytes] = []
 
         async def send_with_id(message: Message) -> None:
+            nonlocal held
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
                 message = {**message, "headers": [*headers, (REQUEST_ID_HEADER, request_id.encode())]}
+                if message["status"] >= 400 and _is_json_response(headers):
+                    held = message
+                    return
+            elif message["type"] == "http.response.body" and held is not None:
+                body.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                rewritten = _with_request_id(b"".join(body), request_id)
+                headers = [(k, v) for k, v in held["headers"] if k.lower() != b"content-length"]
+                headers.append((b"content-length", str(len(rewritten)).encode()))
+                await send({**held, "headers": headers})
+                message = {"type": "http.response.body", "body": rewritten}
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def _is_json_response(headers: list[tuple[bytes, bytes]]) -> bool:
+    content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+    return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
+
+
+def _with_request_id(body: bytes, request_id: str) -> bytes:
+    """The error envelope with ``error.request_id`` added; any other body unchanged."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("error"), dict):
+        return body
+    parsed["error"]["request_id"] = request_id
+    return json.dumps(parsed, separators=(",", ":")).encode()

@@ -105,6 +105,21 @@ def test_a_refused_request_has_a_request_id_too(url: str) -> None:
 
     assert response.status_code == 401
     assert response.headers["x-request-id"]
+    assert response.json()["error"]["request_id"] == response.headers["x-request-id"]
+    assert response.headers["content-length"] == str(len(response.content))
+
+
+def test_error_bodies_carry_the_request_id_the_client_sent(url: str) -> None:
+    headers = {"Authorization": "Bearer k1", "X-Request-Id": "trace-7"}
+    invalid = httpx.post(f"{url}/v1/chat/completions", json={"messages": []}, headers=headers)
+    unknown = httpx.get(f"{url}/v1/nowhere", headers=headers)
+    fine = httpx.get(f"{url}/v1/models", headers=headers)
+
+    assert invalid.status_code == 400
+    assert invalid.json()["error"]["request_id"] == "trace-7"
+    assert unknown.json()["error"]["code"] == "route_not_found"
+    assert unknown.json()["error"]["request_id"] == "trace-7"
+    assert "request_id" not in fine.text  # only errors are rewritten
 
 
 def test_an_error_mid_stream_reaches_the_sdk_as_an_api_error() -> None:
