@@ -21,6 +21,7 @@ from loadtest.driver.processes import run_load_in_processes
 from loadtest.driver.runner import LoadPlan, run_load
 from loadtest.driver.spawn import SpawnedServer, redact_command, spawn_server
 from loadtest.measure.cost import resolve_container, resolve_price, run_cost
+from loadtest.measure.instances import instance_breakdown
 from loadtest.measure.metrics import RequestRecord, mark_cold, summarize
 from loadtest.measure.slo import Objectives, goodput
 from loadtest.output.html import write_html
@@ -171,6 +172,7 @@ def run_experiment(
         },
         "definitions": DEFINITIONS,
         "summary": summary,
+        "instances": instance_breakdown(outcome.records, run_started_at),
         "slo": slo,
         "cost": cost,
         "requests": [record.to_dict() for record in outcome.records],

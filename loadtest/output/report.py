@@ -190,13 +190,39 @@ def render_report(results: dict[str, Any], plot_files: list[str]) -> str:
     if summary["error_types"]:
         errors = ", ".join(f"{name}: {count}" for name, count in summary["error_types"].items())
         lines.append(f"- errors by type: {errors}")
-    lines += ["", "## Summary", "", *table(SUMMARY_HEADER, summary_rows(summary)), "", "## Cost", ""]
+    lines += ["", "## Summary", "", *table(SUMMARY_HEADER, summary_rows(summary))]
+    lines += instance_lines(results.get("instances") or [])  # absent in results written before it
+    lines += ["", "## Cost", ""]
     lines += cost_lines(cost)
     lines += ["", "## Requests", "", *request_table(results["requests"]), "", "## Definitions", ""]
     lines += [f"- `{name}`: {meaning}" for name, meaning in DEFINITIONS.items()]
     if plot_files:
         lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plot_files]
     return "\n".join(lines) + "\n"
+
+
+def instance_lines(instances: list[dict[str, Any]]) -> list[str]:
+    """Which instance served what; those that came up during the run are marked (scale-ups)."""
+    if not instances:
+        return []
+    rows = [
+        [
+            f"`{row['instance_id']}`" + (" (new)" if row["started_during_run"] else ""),
+            f"{row['ok']}/{row['requests']}",
+            f"#{row['first_request']} at {row['first_seen_s']:.1f} s",
+            seconds(row["ttft_p50_s"]),
+            seconds(row["tokens_per_s_p50"], 1),
+            str(row["output_tokens"]),
+        ]
+        for row in instances
+    ]
+    header = ["instance", "ok", "first request", "TTFT p50 s", "tok/s p50", "output tokens"]
+    new = sum(row["started_during_run"] for row in instances)
+    note = (
+        f"{len(instances)} instance(s) answered; {new} started during the run "
+        "(new: a scale-up or a replacement)."
+    )
+    return ["", "## Instances", "", note, "", *table(header, rows)]
 
 
 def billed(cost: dict[str, Any]) -> bool:

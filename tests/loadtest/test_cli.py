@@ -44,6 +44,11 @@ def test_spawn_measures_cold_start_and_splits_cold_from_warm(tmp_path: Path) -> 
     assert phases["ready_s"] <= results["run"]["spawn"]["ready_s"] + 0.5
     assert "the server's own start-up" in (out_dir / "report.md").read_text()
     assert [record["cold"] for record in records] == [True, False, False, False]
+    [instance] = results["instances"]
+    assert instance["instance_id"] == records[0]["instance_id"]
+    assert instance["requests"] == 4
+    assert instance["started_during_run"]  # spawned by the run: a new instance
+    assert "## Instances" in (out_dir / "report.md").read_text()
     assert [record["phase"] for record in records] == ["warmup", "warmup", "steady", "steady"]
     assert all(record["ok"] and record["http_status"] == 200 for record in records)
     assert all(record["output_tokens"] == record["usage_completion_tokens"] == TOKENS for record in records)
