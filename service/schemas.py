@@ -15,8 +15,13 @@ Temperature = Annotated[
 TopP = Annotated[float, Field(strict=True, gt=0.0, le=1.0, allow_inf_nan=False)]
 Seed = Annotated[int | None, Field(strict=True, ge=0, lt=2**63, description="Same seed, same text.")]
 Flag = Annotated[bool, Field(strict=True)]
+# Bounded to int32: the engines put these in int64 tensors, and any k past the vocabulary is "off".
+_INT32_MAX = 2**31 - 1
 TopK = Annotated[
-    int, Field(strict=True, ge=-1, description="Sample from the k most likely tokens (0 or -1: off).")
+    int,
+    Field(
+        strict=True, ge=-1, le=_INT32_MAX, description="Sample from the k most likely tokens (0 or -1: off)."
+    ),
 ]
 MinP = Annotated[
     float,
@@ -30,7 +35,12 @@ MinP = Annotated[
 ]
 MinTokens = Annotated[
     int,
-    Field(strict=True, ge=0, description="End-of-sequence cannot end the answer before this many tokens."),
+    Field(
+        strict=True,
+        ge=0,
+        le=_INT32_MAX,
+        description="End-of-sequence cannot end the answer before this many tokens.",
+    ),
 ]
 MAX_STOP_STRINGS = 8
 AddGenerationPrompt = Annotated[

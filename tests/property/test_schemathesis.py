@@ -50,6 +50,7 @@ def test_no_generated_request_gets_a_server_error(live_url: str) -> None:
             where = f"{case.method} {case.path} body={case.body!r:.300}"
             assert response.status_code < 500, f"{where} -> {response.status_code}: {response.text[:300]}"
             if response.status_code >= 400 and case.path.startswith("/v1/"):
-                assert set(response.json()["error"]) == {"message", "type", "param", "code"}, where
+                fields = set(response.json()["error"])
+                assert fields == {"message", "type", "param", "code", "request_id"}, where
 
         check()

@@ -79,6 +79,9 @@ NATIVE_CASES: list[tuple[str, Any, int, str]] = [
 ]
 OPENAI_CASES: list[tuple[str, Any, int, str]] = [
     ("n above one", {"messages": GOOD_MESSAGES, "n": 2}, 400, "n"),
+    # Found by schemathesis: 2**63 overflowed the engines' int64 tensors (a 500).
+    ("top_k past int32", {"messages": GOOD_MESSAGES, "top_k": 2**63}, 400, "top_k"),
+    ("min_tokens past int32", {"messages": GOOD_MESSAGES, "min_tokens": 2**31}, 400, "min_tokens"),
     (
         "max_tokens a string",
         {"messages": GOOD_MESSAGES, "max_tokens": "5"},
@@ -230,7 +233,7 @@ def test_unknown_route_and_method_use_the_error_body(client: httpx.Client) -> No
     assert missing.status_code == 404
     assert missing.json()["error"]["type"] == "not_found_error"
     assert wrong_method.status_code == 405
-    assert set(wrong_method.json()["error"]) == {"message", "type", "param", "code"}
+    assert set(wrong_method.json()["error"]) == {"message", "type", "param", "code", "request_id"}
 
 
 def assert_rejected(http: httpx.Client, path: str, body: Any, status: int, message: str) -> None:
@@ -241,7 +244,7 @@ def assert_rejected(http: httpx.Client, path: str, body: Any, status: int, messa
 
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
+    assert set(error) == {"message", "type", "param", "code", "request_id"}
     assert message in error["message"], error
     assert error["type"] == "invalid_request_error"
     assert http.get("/ready").status_code == 200
