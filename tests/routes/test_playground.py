@@ -48,6 +48,7 @@ def record_paints(page: Any) -> None:
 def test_a_message_streams_in_over_several_paints_with_its_stats(open_page: Any, playground_url: str) -> None:
     page = open_page(playground_url + "/")
     page.get_by_text("model: tiny-random").wait_for()
+    page.get_by_label("Temperature").fill("0")  # greedy: the same 48 tokens every run, no early EOS
     page.get_by_label("Max tokens").fill("48")
     page.get_by_label("Message").fill("Hello there")
     record_paints(page)
@@ -93,6 +94,7 @@ def test_stop_cancels_the_generation_on_the_server(open_page: Any, playground_ur
     before = metric(playground_url, cancelled)
     page = open_page(playground_url + "/")
     page.get_by_text("model: tiny-random").wait_for()
+    page.get_by_label("Temperature").fill("0")  # greedy: no EOS sampled before Stop
     page.get_by_label("Max tokens").fill("2000")  # seconds of tiny-random: Stop comes first
     page.get_by_label("Message").fill("Tell me everything")
     page.get_by_role("button", name="Send").click()
