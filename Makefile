@@ -46,8 +46,11 @@ docs-build: install ## the docs site, strictly: a broken link or anchor fails
 docs: install ## serve the docs site on $(HOST):8001
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a $(HOST):8001
 
+# The fast tests on every core (pytest-xdist): 4:05 against 6:31 in one process on the 2-core machine.
+PYTEST_WORKERS ?= auto
+
 test: lint docs-build browser ## lint, the docs build, then every test but the slow ones (a few minutes)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) --maxprocesses 4 $(PYTEST_ARGS)
 
 test-slow: install ## only the slow tests: schemathesis and the soak
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
