@@ -8,6 +8,10 @@ layout reach about twice that (SmolLM2-135M's linear layers at 8 rows, 2 threads
 (vllm/model_executor/layers/utils.py, ``dispatch_cpu_unquantized_gemm``: ``onednn_mm``); here
 with torch's own ops, the ones inductor's freezing pass emits for a frozen linear layer.
 
+Sibling projections of one input (q/k/v, gate/up) are packed as one matrix, as vLLM's
+QKVParallelLinear and MergedColumnParallelLinear are: one wider GEMM instead of three or two
+(a batch-1 step 44.2 -> 40.7 ms on SmolLM2-135M, 2 threads; batch 8 44.8 -> 43.7).
+
 The sums run in another order, so logits differ from the unpacked model's in the last bits
 (about 1e-4 on SmolLM2's); greedy text can part ways after many tokens, as it does between
 any two BLAS libraries.
@@ -43,6 +47,85 @@ class PackedLinear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, onednn"
 
 
+class PackedProjections(torch.nn.Module):
+    """Several linear layers that read the same input, as one packed matrix (see SharedInputLinear)."""
+
+    def __init__(self, linears: list[torch.nn.Linear]) -> None:
+        super().__init__()
+        weight = torch.cat([linear.weight.detach() for linear in linears])
+        biases = [linear.bias for linear in linears]
+        bias = None if all(b is None for b in biases) else torch.cat([_bias_of(linear) for linear in linears])
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
+        self.register_buffer("packed_weight", packed, persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
+        # The last (input, output): the members are called one after another on the same tensor.
+        # One tuple, swapped whole, so that another thread's call can never pair them wrongly.
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        last = self._last
+        if last is not None and last[0] is hidden:
+            return last[1]
+        output = torch.ops.mkldnn._linear_pointwise(hidden, self.packed_weight, self.bias, "none", [], "")
+        self._last = (hidden, output)
+        return output
+
+
+class SharedInputLinear(torch.nn.Module):
+    """One of a :class:`PackedProjections`' layers: its columns of the shared product.
+
+    The first member called on a tensor computes every member's output; the others, called
+    next on the very same tensor object (the attention's q, k, v; the MLP's gate, up), take
+    their columns of it. A different tensor (or the same one after another call) is computed
+    anew, so a model that calls them otherwise still gets right answers, only no saving.
+    """
+
+    def __init__(self, projections: PackedProjections, start: int, end: int, like: torch.nn.Linear) -> None:
+        super().__init__()
+        self.projections = [projections]  # a list: not registered twice as a submodule
+        self.start, self.end = start, end
+        self.in_features, self.out_features = like.in_features, like.out_features
+        self.weight_dtype = like.weight.dtype
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.projections[0].project(hidden)[..., self.start : self.end]
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, onednn, shared input"
+
+
+# Sibling layers that read one input in the models transformers ships (Llama, Mistral, Qwen, ...).
+_SHARED_INPUT_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+def _bias_of(linear: torch.nn.Linear) -> torch.Tensor:
+    if linear.bias is None:
+        return torch.zeros(linear.out_features, dtype=linear.weight.dtype, device=linear.weight.device)
+    return linear.bias.detach()
+
+
+def _pack_shared_inputs(model: torch.nn.Module) -> int:
+    """Replace each group of sibling projections by :class:`SharedInputLinear` members; returns
+    how many layers were replaced."""
+    replaced = 0
+    for module in list(model.modules()):
+        for names in _SHARED_INPUT_GROUPS:
+            linears = [getattr(module, name, None) for name in names]
+            if not all(type(linear) is torch.nn.Linear for linear in linears):
+                continue
+            group = [linear for linear in linears if isinstance(linear, torch.nn.Linear)]
+            if len({linear.in_features for linear in group}) != 1:
+                continue
+            module.add_module(f"{names[0]}_packed_with_siblings", projections := PackedProjections(group))
+            start = 0
+            for name, linear in zip(names, group, strict=True):
+                end = start + linear.out_features
+                setattr(module, name, SharedInputLinear(projections, start, end, linear))
+                start = end
+            replaced += len(group)
+    return replaced
+
+
 def packing_supported(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether this torch build can pack linear weights for ``device`` and ``dtype``."""
     return (
@@ -60,6 +143,7 @@ def pack_linear_layers(model: torch.nn.Module) -> int:
     The unpacked weights go once nothing else holds them; a weight tied to the embedding
     (SmolLM2's lm_head) stays for the embedding, and its packed copy is added.
     """
+    shared = _pack_shared_inputs(model)
     targets = [
         (parent, name, child)
         for parent in model.modules()
@@ -68,5 +152,6 @@ def pack_linear_layers(model: torch.nn.Module) -> int:
     ]
     for parent, name, child in targets:
         setattr(parent, name, PackedLinear(child))
-    logger.info("packed %d linear layers for oneDNN", len(targets))
-    return len(targets)
+    packed = shared + len(targets)
+    logger.info("packed %d linear layers for oneDNN (%d of them sharing an input)", packed, shared)
+    return packed

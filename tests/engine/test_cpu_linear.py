@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.engine.cpu_linear import PackedLinear, pack_linear_layers, packing_supported
+from service.engine.cpu_linear import (
+    PackedLinear,
+    PackedProjections,
+    SharedInputLinear,
+    pack_linear_layers,
+    packing_supported,
+)
 from service.engine.loader import load_model
 from service.settings import Settings
 
@@ -18,7 +24,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def _linear_types(model: torch.nn.Module) -> set[type]:
-    return {type(module) for module in model.modules() if isinstance(module, torch.nn.Linear | PackedLinear)}
+    kinds = torch.nn.Linear | PackedLinear | SharedInputLinear
+    return {type(module) for module in model.modules() if isinstance(module, kinds)}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -36,7 +43,10 @@ def test_packed_layers_give_the_unpacked_logits(
         after = loaded.model(ids).logits.float()
 
     assert packed == 30 * 7 + 1  # q, k, v, o, gate, up, down in 30 layers; lm_head
-    assert _linear_types(loaded.model) == {PackedLinear}
+    assert _linear_types(loaded.model) == {PackedLinear, SharedInputLinear}
+    attention = loaded.model.model.layers[0].self_attn
+    assert isinstance(attention.k_proj, SharedInputLinear)  # q, k, v: one GEMM
+    assert isinstance(attention.o_proj, PackedLinear)
     # float32: the same sums in another order; bfloat16: its 8-bit mantissa.
     tolerance = 1e-3 if dtype == "float32" else 0.5
     assert (before - after).abs().max().item() < tolerance
@@ -47,7 +57,7 @@ def test_the_loader_packs_by_default_and_not_when_told(model_cache_dir: Path) ->
     packed = load_model(Settings(model="tiny-random", cache_dir=model_cache_dir))
     plain = load_model(Settings(model="tiny-random", cache_dir=model_cache_dir, pack_weights=False))
 
-    assert _linear_types(packed.model) == {PackedLinear}
+    assert _linear_types(packed.model) == {PackedLinear, SharedInputLinear}
     assert _linear_types(plain.model) == {torch.nn.Linear}
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.inference_mode():
@@ -57,3 +67,22 @@ def test_the_loader_packs_by_default_and_not_when_told(model_cache_dir: Path) ->
 def test_only_cpu_float32_and_bfloat16_are_packed() -> None:
     assert not packing_supported(torch.device("cpu"), torch.float16)
     assert not packing_supported(torch.device("cuda"), torch.float32)
+
+
+def test_siblings_share_one_product_per_input_and_recompute_for_another() -> None:
+    torch.manual_seed(0)
+    q, k = torch.nn.Linear(8, 6, bias=True), torch.nn.Linear(8, 2, bias=False)
+    projections = PackedProjections([q, k])
+    q_packed, k_packed = SharedInputLinear(projections, 0, 6, q), SharedInputLinear(projections, 6, 8, k)
+    first, second = torch.randn(3, 8), torch.randn(3, 8)
+
+    with torch.inference_mode():
+        q_first, k_first = q_packed(first), k_packed(first)
+        k_second = k_packed(second)  # another tensor: computed anew, not the cached product
+        expected = (q(first), k(first), k(second))
+
+    # One GEMM for both members: their outputs are columns of one tensor.
+    assert q_first.untyped_storage().data_ptr() == k_first.untyped_storage().data_ptr()
+    assert k_second.untyped_storage().data_ptr() != k_first.untyped_storage().data_ptr()
+    for got, want in zip((q_first, k_first, k_second), expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-5)

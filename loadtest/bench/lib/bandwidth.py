@@ -20,13 +20,13 @@ def decode_weights(model: Any) -> tuple[int, int]:
     embedding table, of which a step reads one row. A tied lm_head counts once, as a layer."""
     import torch
 
-    from service.engine.cpu_linear import PackedLinear
+    from service.engine.cpu_linear import PackedLinear, SharedInputLinear
 
     count = size = 0
     for module in model.modules():
         if isinstance(module, torch.nn.Embedding):
             continue
-        if isinstance(module, PackedLinear):
+        if isinstance(module, PackedLinear | SharedInputLinear):
             numel = module.in_features * module.out_features
             count += numel
             size += numel * torch.empty(0, dtype=module.weight_dtype).element_size()
