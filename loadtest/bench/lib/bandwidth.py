@@ -29,7 +29,7 @@ def decode_weights(model: Any) -> tuple[int, int]:
         if isinstance(module, PackedLinear | SharedInputLinear):
             numel = module.in_features * module.out_features
             count += numel
-            size += numel * torch.empty(0, dtype=module.weight_dtype).element_size()
+            size += numel * module.weight_dtype.itemsize
         for parameter in module.parameters(recurse=False):
             count += parameter.numel()
             size += parameter.numel() * parameter.element_size()

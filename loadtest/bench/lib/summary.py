@@ -97,12 +97,17 @@ def _status(value: float | None, passes: bool) -> str:
     return "n/a" if value is None else ("met" if passes else "missed")
 
 
-def _aggregate(servers: dict[str, Any], name: str, concurrency: int) -> float | None:
+def _level(servers: dict[str, Any], name: str, concurrency: int) -> dict[str, Any]:
     server = servers.get(name) or {}
-    for level in server.get("levels") or []:
-        if level["concurrency"] == concurrency and not level["failed"] and not level["wrong_length"]:
-            return level["aggregate_tokens_per_s"]
-    return None
+    return next((level for level in server.get("levels") or [] if level["concurrency"] == concurrency), {})
+
+
+def _aggregate(servers: dict[str, Any], name: str, concurrency: int) -> float | None:
+    """A level's tokens/s, when every request of it succeeded with the asked length."""
+    level = _level(servers, name, concurrency)
+    if not level or level["failed"] or level["wrong_length"]:
+        return None
+    return level["aggregate_tokens_per_s"]
 
 
 def evaluate_targets(
@@ -160,11 +165,6 @@ def evaluate_targets(
     if (servers.get(VLLM) or {}).get("available"):
         targets += _against_vllm(servers, concurrency_levels)
     return targets
-
-
-def _level(servers: dict[str, Any], name: str, concurrency: int) -> dict[str, Any]:
-    server = servers.get(name) or {}
-    return next((level for level in server.get("levels") or [] if level["concurrency"] == concurrency), {})
 
 
 def _against_vllm(servers: dict[str, Any], concurrency_levels: list[int]) -> list[Target]:

@@ -75,7 +75,7 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "TTFT-prefill ms",
         "ready s",
     ]
-    cb_levels = {level["concurrency"]: level for level in (servers.get(peer) or {}).get("levels", [])}
+    peer_levels = {level["concurrency"]: level for level in (servers.get(peer) or {}).get("levels", [])}
     rows = []
     for name, server in servers.items():
         if not server.get("available"):
@@ -98,7 +98,7 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         )
         for level in server["levels"]:
             tokens_per_s = level["aggregate_tokens_per_s"]
-            cb = cb_levels.get(level["concurrency"]) or {}
+            peer_level = peer_levels.get(level["concurrency"]) or {}
             flags = " !" if level["failed"] or level["wrong_length"] else ""
             rows.append(
                 [
@@ -107,7 +107,7 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     _fmt(tokens_per_s, ".0f") + flags,
                     _fmt(ratio(tokens_per_s, single["raw_tokens_per_s"]), ".2f"),
                     _fmt(ratio(tokens_per_s, single["served_tokens_per_s"]), ".2f"),
-                    _fmt(ratio(tokens_per_s, cb.get("aggregate_tokens_per_s")), ".2f"),
+                    _fmt(ratio(tokens_per_s, peer_level.get("aggregate_tokens_per_s")), ".2f"),
                     _ms(level["ttft_p50_s"]),
                     _ms(level["ttft_p99_s"]),
                     "",
