@@ -75,6 +75,7 @@ class ChatService:
         min_p: float = 0.0,
         min_new_tokens: int = 0,
         min_param_name: str = "min_new_tokens",
+        logprobs: int | None = None,
     ) -> SamplingParams:
         """Apply the server's limit for max_new_tokens, and its default when not given (which
         :meth:`start` then lowers to what the context leaves, with ``fit_to_context``).
@@ -101,6 +102,7 @@ class ChatService:
             top_k=max(top_k, 0),  # vLLM's -1 and 0 both mean off
             min_p=min_p,
             min_new_tokens=min_new_tokens,
+            logprobs=logprobs,
         )
 
     async def start_native(self, body: ChatRequest) -> ChatGeneration:

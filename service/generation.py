@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from service.admission import AdmissionController, Ticket
@@ -17,6 +17,7 @@ from service.engine.base import (
     Prompt,
     SamplingParams,
     TextDelta,
+    TokenLogprob,
 )
 from service.errors import APIError, ErrorCode
 from service.metrics import Metrics
@@ -38,7 +39,7 @@ class GenerationContext:
 class ChatGeneration:
     """One admitted request's generation.
 
-    Iterate :meth:`texts` for the text: it first waits for a generation slot
+    Iterate :meth:`texts` (or :meth:`deltas`) for the text: it first waits for a generation slot
     (so a streaming response can already be open and sending pings), then
     streams. Afterwards :attr:`done` holds the finish reason, usage and timings;
     :attr:`completion_tokens` counts the tokens behind the text so far. A queue
@@ -84,7 +85,13 @@ class ChatGeneration:
             with contextlib.suppress(RuntimeError):
                 waiting.reschedule(asyncio.get_running_loop().time())
 
-    async def texts(self) -> AsyncIterator[str]:
+    async def texts(self) -> AsyncGenerator[str, None]:
+        async with contextlib.aclosing(self.deltas()) as deltas:
+            async for delta in deltas:
+                yield delta.text
+
+    async def deltas(self) -> AsyncGenerator[TextDelta, None]:
+        """The text deltas, with their tokens' log-probabilities when the request asked for them."""
         metrics = self._context.metrics
         first_text_at: float | None = None
         last_text_at = 0.0
@@ -104,7 +111,7 @@ class ChatGeneration:
                         metrics.inter_token_latency.observe(now - last_text_at)
                     last_text_at = now
                     self.completion_tokens = event.completion_tokens
-                    yield event.text
+                    yield event
                 else:
                     self.completion_tokens = event.completion_tokens
                     self.done = self._summarise(event, first_text_at or now, now)
@@ -178,12 +185,22 @@ class ChatGeneration:
     async def whole_text(self) -> tuple[str, ChatDone]:
         """For a non-streaming response: all the text and the summary, then :meth:`close`.
         Raises what :meth:`texts` raises."""
+        text, _, done = await self.whole_completion()
+        return text, done
+
+    async def whole_completion(self) -> tuple[str, list[TokenLogprob], ChatDone]:
+        """:meth:`whole_text`, with every token's log-probabilities if the request asked for them."""
+        text: list[str] = []
+        logprobs: list[TokenLogprob] = []
         try:
-            text = "".join([piece async for piece in self.texts()])
+            async with contextlib.aclosing(self.deltas()) as deltas:
+                async for delta in deltas:
+                    text.append(delta.text)
+                    logprobs += delta.logprobs
         finally:
             await self.close()
         assert self.done is not None
-        return text, self.done
+        return "".join(text), logprobs, self.done
 
     async def close(self) -> None:
         """Stop generating (if still running) and leave admission control. Idempotent."""

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from service.openai_logprobs import MAX_TOP_LOGPROBS, ChatLogprobs, CompletionLogprobs, TopLogprobs
 from service.schemas import (
     AddGenerationPrompt,
     ContinueFinalMessage,
@@ -151,8 +152,10 @@ class ChatCompletionRequest(OpenAISampling):
         None, description="Not supported: must be absent or empty."
     )
     function_call: str | dict[str, Any] | None = Field(None, description="Only 'none' or 'auto'.")
-    logprobs: bool | None = Field(None, description="Not supported: must be absent or false.")
-    top_logprobs: int | None = Field(None, description="Not supported: must be absent or 0.")
+    logprobs: bool | None = Field(
+        None, strict=True, description="Each token's log-probability, in choices[].logprobs.content."
+    )
+    top_logprobs: int | None = TopLogprobs
     response_format: dict[str, Any] | None = Field(None, description="Only {'type': 'text'}.")
 
     @field_validator("tools", "functions")
@@ -169,12 +172,16 @@ class ChatCompletionRequest(OpenAISampling):
             raise ValueError(f"{value!r} is not supported: this server never calls a tool ('none' or 'auto')")
         return value
 
-    @field_validator("logprobs", "top_logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: bool | int | None) -> bool | int | None:
-        if value:  # true, or a count above 0
-            raise ValueError("logprobs are not supported by this server")
-        return value
+    @model_validator(mode="after")
+    def _top_logprobs_with_logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:  # as OpenAI and vLLM answer it
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
+
+    @property
+    def logprobs_count(self) -> int | None:
+        """SamplingParams.logprobs: None for none, else how many of the most likely tokens."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @field_validator("response_format")
     @classmethod
@@ -193,7 +200,7 @@ class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
     finish_reason: Literal["stop", "length"]
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -214,7 +221,7 @@ class ChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
     finish_reason: Literal["stop", "length"] | None = None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -231,7 +238,13 @@ class CompletionRequest(OpenAISampling):
 
     prompt: str | list[str] = Field(description="The text to continue (a list of exactly one).")
     echo: Flag = Field(False, description="Put the prompt before the completion in the text.")
-    logprobs: int | None = Field(None, description="Not supported yet: must be absent or 0.")
+    logprobs: int | None = Field(
+        None,
+        strict=True,
+        ge=0,
+        le=MAX_TOP_LOGPROBS,
+        description="Each token's log-probability and the n most likely tokens at its step (0-20).",
+    )
     suffix: str | None = Field(None, description="Not supported: must be absent.")
     best_of: int | None = Field(None, description="Only 1.")
 
@@ -242,12 +255,11 @@ class CompletionRequest(OpenAISampling):
             raise ValueError(f"a list of exactly one prompt (got {len(value)}): one completion per request")
         return value
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: int | None) -> int | None:
-        if value:
-            raise ValueError("logprobs are not supported by this server yet")
-        return value
+    @model_validator(mode="after")
+    def _no_prompt_logprobs(self) -> CompletionRequest:
+        if self.echo and self.logprobs is not None:
+            raise ValueError("echo with logprobs (the prompt's log-probabilities) is not supported")
+        return self
 
     @field_validator("suffix")
     @classmethod
@@ -271,7 +283,7 @@ class CompletionRequest(OpenAISampling):
 class CompletionChoice(BaseModel):
     index: int = 0
     text: str
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
     finish_reason: Literal["stop", "length"] | None = None
 
 

@@ -83,6 +83,8 @@ class SamplingParams:
     top_k: int = 0  # 0: off
     min_p: float = 0.0  # 0: off
     min_new_tokens: int = 0  # EOS cannot end the answer before this many tokens
+    # None: no log-probabilities; n >= 0: each token's, with the n most likely tokens of its step.
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,28 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token (its text alone) and its log-probability; ``top``: the most likely
+    tokens at its step (service.engine.logprobs)."""
+
+    token: str
+    logprob: float
+    top: tuple[TokenLogprob, ...] = ()
+
+    @property
+    def utf8(self) -> list[int]:
+        """The token's bytes as OpenAI's ``bytes`` field gives them (vLLM: its text encoded)."""
+        return list(self.token.encode("utf-8", errors="replace"))
+
+
+@dataclass(frozen=True)
 class TextDelta:
     text: str
     # Tokens generated so far, those behind this text included (OpenAI's continuous usage).
     completion_tokens: int = 0
+    # With SamplingParams.logprobs: one per token behind this delta (its text may be held back
+    # to a later delta: part of a character, or of a stop string).
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 
 from service.engine.batch_request import BatchRequest
+from service.engine.logprobs import SampledLogprobs, sampled_logprobs
 from service.engine.prefill import ChunkedPrefill, Prefilled, length_groups, prefill_together
 from service.engine.running_batch import RunningBatch
-from service.engine.sampling import apply_sampling
+from service.engine.sampling import add_gumbel_noise, sampling_distribution
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class BatchLoop:
             prefilled = prefill()
             if prefilled is None:
                 return  # more chunks to go
-            tokens = self._sample(joining, prefilled.logits)
+            tokens, logprobs = self._sample(joining, prefilled.logits)
             batch.join(joining, prefilled.cache, prefilled.attention_mask, tokens)
         except Exception as exc:
             logger.exception("prefill failed")
@@ -161,7 +162,7 @@ class BatchLoop:
             for request in joining:
                 request.cancelled = True  # failed: a chunked prefill is dropped, not retried
             return
-        self._deliver(batch, tokens.tolist())
+        self._deliver(batch, tokens.tolist(), logprobs)
 
     def _step(self, batch: RunningBatch) -> None:
         """One decode step for every row."""
@@ -174,54 +175,85 @@ class BatchLoop:
             use_cache=True,
         ).logits[:, -1, :]
         batch.next_positions = batch.next_positions + 1
-        tokens = self._sample(batch.requests, logits)
+        tokens, logprobs = self._sample(batch.requests, logits)
         batch.next_tokens = tokens.unsqueeze(-1)
-        self._deliver(batch, tokens.tolist())
+        self._deliver(batch, tokens.tolist(), logprobs)
 
-    def _sample(self, requests: list[BatchRequest], logits: torch.Tensor) -> torch.Tensor:
-        scores = logits.float()
+    def _sample(
+        self, requests: list[BatchRequest], logits: torch.Tensor
+    ) -> tuple[torch.Tensor, list[SampledLogprobs | None] | None]:
+        """Each row's next token, and the log-probabilities of the rows that asked for them."""
+        distribution = logits.float()
         masked = [row for row, request in enumerate(requests) if request.masks_stop_tokens()]
         if masked and self._stop_token_ids:
             stop_ids = torch.tensor(sorted(self._stop_token_ids))
-            scores[torch.tensor(masked).unsqueeze(-1), stop_ids] = float("-inf")
+            distribution[torch.tensor(masked).unsqueeze(-1), stop_ids] = float("-inf")
+        scores = distribution
         if any(request.temperature > 0 for request in requests):
             device = scores.device
-            scores = apply_sampling(
-                scores,
+            distribution = sampling_distribution(
+                distribution,
                 torch.tensor([request.temperature for request in requests], device=device),
                 torch.tensor([request.top_p for request in requests], device=device),
-                torch.tensor([request.noise_key() for request in requests], device=device),
                 torch.tensor([request.top_k for request in requests], device=device),
                 torch.tensor([request.min_p for request in requests], device=device),
             )
-        return scores.argmax(dim=-1)
+            keys = torch.tensor([request.noise_key() for request in requests], device=device)
+            scores = add_gumbel_noise(distribution, keys)
+        tokens = scores.argmax(dim=-1)
+        return tokens, _logprobs(requests, distribution, tokens)
 
-    def _deliver(self, batch: RunningBatch, token_ids: list[int]) -> None:
+    def _deliver(
+        self, batch: RunningBatch, token_ids: list[int], logprobs: list[SampledLogprobs | None] | None
+    ) -> None:
         """Hand the last ``len(token_ids)`` rows their tokens; drop the finished and cancelled rows."""
         first = len(batch.requests) - len(token_ids)
         keep = list(range(first))
-        for row, token_id in enumerate(token_ids, start=first):
+        for index, token_id in enumerate(token_ids):
+            row = first + index
             request = batch.requests[row]
             request.generated += 1
             stopped = token_id in self._stop_token_ids and not request.ignore_eos
             finished = stopped or request.generated >= request.max_new_tokens
-            _tell(request, [token_id], finished, None)
+            found = logprobs[index] if logprobs else None
+            _tell(request, [token_id], finished, None, [found] if found else None)
             if not finished and not request.cancelled:
                 keep.append(row)
         batch.keep(keep)
 
 
+def _logprobs(
+    requests: list[BatchRequest], distribution: torch.Tensor, tokens: torch.Tensor
+) -> list[SampledLogprobs | None] | None:
+    """Per row, the log-probabilities of its token if its request asked for them (None: no row did)."""
+    rows = [row for row, request in enumerate(requests) if request.logprobs is not None]
+    if not rows:
+        return None
+    index = torch.tensor(rows, device=distribution.device)
+    counts = [requests[row].logprobs or 0 for row in rows]
+    per_row: list[SampledLogprobs | None] = [None] * len(requests)
+    for row, found in zip(rows, sampled_logprobs(distribution[index], tokens[index], counts), strict=True):
+        per_row[row] = found
+    return per_row
+
+
 def _fail(requests: list[BatchRequest], error: Exception) -> None:
     for request in requests:
         if not request.cancelled:
-            _tell(request, [], True, error)
+            _tell(request, [], True, error, None)
 
 
-def _tell(request: BatchRequest, token_ids: list[int], finished: bool, error: BaseException | None) -> None:
+def _tell(
+    request: BatchRequest,
+    token_ids: list[int],
+    finished: bool,
+    error: BaseException | None,
+    logprobs: list[SampledLogprobs] | None,
+) -> None:
     """Hand a request its output; a sink that fails (its event loop closed) cancels the request
     instead of killing the loop's thread."""
     try:
-        request.sink(token_ids, finished, error)
+        request.sink(token_ids, finished, error, logprobs)
     except Exception:
         logger.exception("a request's sink failed: cancelling it")
         request.cancelled = True

@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from service.engine.logprobs import SampledLogprobs
 from service.engine.sampling import noise_key
 
-# Called on the loop's thread for each request: (new token ids, finished, error). Must not block.
-TokenSink = Callable[[list[int], bool, BaseException | None], None]
+# Called on the loop's thread for each request: (new token ids, finished, error, their
+# log-probabilities if the request asked). Must not block.
+TokenSink = Callable[[list[int], bool, BaseException | None, list[SampledLogprobs] | None], None]
 
 
 @dataclass(eq=False)
@@ -30,6 +32,7 @@ class BatchRequest:
     top_k: int = 0
     min_p: float = 0.0
     min_new_tokens: int = 0  # the stop tokens are masked until this many are generated
+    logprobs: int | None = None  # None: off; n: each token's log-probability and the n most likely
     submitted_at: float = field(default_factory=time.perf_counter)
     started_at: float | None = None  # its prefill began
     cancelled: bool = False

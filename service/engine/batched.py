@@ -119,6 +119,7 @@ class BatchedEngine(Engine):
             top_k=params.top_k,
             min_p=params.min_p,
             min_new_tokens=params.min_new_tokens,
+            logprobs=params.logprobs,
             sink=self._mailbox.sink(outputs),
         )
         batch_loop.submit(request)

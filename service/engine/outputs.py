@@ -14,18 +14,24 @@ import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol
 
-from service.engine.base import EngineError, GenerationEvent, GenerationFinished, TextDelta
+from service.engine.base import EngineError, GenerationEvent, GenerationFinished, TextDelta, TokenLogprob
+from service.engine.logprobs import SampledLogprobs, named_logprobs
 from service.engine.streamer import Detokenizer
 
-# (token ids, finished, error), from the inference thread. An error comes with finished=True.
-Output = tuple[list[int], bool, BaseException | None]
+# (token ids, finished, error, their log-probabilities if asked for), from the inference
+# thread. An error comes with finished=True.
+Output = tuple[list[int], bool, BaseException | None, list[SampledLogprobs] | None]
 
 
 class OutputSink(Protocol):
     """Called on the inference thread with each step's token ids; the last call has finished=True."""
 
     def __call__(
-        self, token_ids: list[int], finished: bool = False, error: BaseException | None = None
+        self,
+        token_ids: list[int],
+        finished: bool = False,
+        error: BaseException | None = None,
+        logprobs: list[SampledLogprobs] | None = None,
     ) -> None: ...
 
 
@@ -46,8 +52,13 @@ class Mailbox:
     def sink(self, outputs: asyncio.Queue[Output]) -> OutputSink:
         """A sink for the inference thread that posts to ``outputs``."""
 
-        def post(token_ids: list[int], finished: bool = False, error: BaseException | None = None) -> None:
-            self._post(outputs, (token_ids, finished, error))
+        def post(
+            token_ids: list[int],
+            finished: bool = False,
+            error: BaseException | None = None,
+            logprobs: list[SampledLogprobs] | None = None,
+        ) -> None:
+            self._post(outputs, (token_ids, finished, error, logprobs))
 
         return post
 
@@ -103,20 +114,27 @@ async def stream_outputs(
     The caller calls it again in a ``finally``, for a client that left.
     """
     while True:
-        token_ids, finished, error = await next_output()
+        token_ids, finished, error, logprobs = await next_output()
         while not finished and not outputs.empty():  # a slow reader gets what piled up at once
-            more_ids, finished, error = outputs.get_nowait()
+            more_ids, finished, error, more_logprobs = outputs.get_nowait()
             token_ids = token_ids + more_ids
+            if more_logprobs:
+                logprobs = (logprobs or []) + more_logprobs
         if error is not None:
             raise EngineError(f"generation failed: {type(error).__name__}: {error}") from error
+        counted_before = detokenizer.completion_tokens
         text = detokenizer.feed(token_ids)
+        named: tuple[TokenLogprob, ...] = ()
+        if logprobs:  # those of the tokens behind the text: none after a stop string
+            counted = detokenizer.completion_tokens - counted_before
+            named = named_logprobs(detokenizer.tokenizer, token_ids[:counted], logprobs[:counted])
         if detokenizer.stop_matched:
             stop_generating()
         done = finished or detokenizer.stop_matched
         if done:
             text += detokenizer.finish()
-        if text:
-            yield TextDelta(text, detokenizer.completion_tokens)
+        if text or named:
+            yield TextDelta(text, detokenizer.completion_tokens, named)
         if done:
             completion_tokens = detokenizer.completion_tokens
             length_reached = completion_tokens >= max_new_tokens and not detokenizer.stop_matched

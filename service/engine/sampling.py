@@ -20,6 +20,8 @@ from typing import cast
 import torch
 from transformers import LogitsProcessor
 
+from service.engine.logprobs import SampledLogprobs, sampled_logprobs
+
 _MASK32 = 0xFFFFFFFF
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 # Keys are 31-bit and never 0: 0 marks a greedy row (no noise).
@@ -52,6 +54,40 @@ def gumbel_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
     return -torch.log(-torch.log(uniform))
 
 
+def sampling_distribution(
+    scores: torch.Tensor,
+    temperature: torch.Tensor,
+    top_p: torch.Tensor,
+    top_k: torch.Tensor | None = None,
+    min_p: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The scores each row samples from, softmax of which is its distribution. Shapes: scores
+    [B, V]; the rest [B].
+
+    Scaled by the temperature, then ``top_k`` (0: off) keeps each row's k most likely tokens,
+    ``top_p`` its nucleus and ``min_p`` (0: off) those at least that fraction of its most
+    likely one, as vLLM does. A greedy row (temperature 0) keeps its scores as they are.
+    No Python branch on tensor values: under continuous batching on CUDA this runs
+    inside a captured CUDA graph, where reading a value back to the host is illegal.
+    """
+    greedy = temperature == 0
+    safe_temperature = torch.where(greedy, torch.ones_like(temperature), temperature)
+    scaled = scores / safe_temperature.unsqueeze(-1)
+    if top_k is not None:
+        scaled = _mask_outside_top_k(scaled, top_k)
+    scaled = _mask_outside_top_p(scaled, top_p)
+    if min_p is not None:
+        scaled = _mask_below_min_p(scaled, min_p)
+    return torch.where(greedy.unsqueeze(-1), scores, scaled)
+
+
+def add_gumbel_noise(distribution: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Scores whose argmax is an exact sample of each row's distribution (key 0: the argmax itself)."""
+    sampled = keys != 0
+    perturbed = distribution + gumbel_noise(keys, distribution.size(-1))
+    return torch.where(sampled.unsqueeze(-1), perturbed, distribution)
+
+
 def apply_sampling(
     scores: torch.Tensor,
     temperature: torch.Tensor,
@@ -60,24 +96,8 @@ def apply_sampling(
     top_k: torch.Tensor | None = None,
     min_p: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Scores whose argmax is each row's sample. Shapes: scores [B, V]; the rest [B].
-
-    ``top_k`` (0: off) keeps each row's k most likely tokens, ``min_p`` (0: off) those at least
-    that fraction of the row's most likely one, after the temperature, as vLLM does.
-    No Python branch on tensor values: under continuous batching on CUDA this runs
-    inside a captured CUDA graph, where reading a value back to the host is illegal.
-    """
-    sampled = keys != 0
-    safe_temperature = torch.where(sampled, temperature, torch.ones_like(temperature))
-    scaled = scores / safe_temperature.unsqueeze(-1)
-    if top_k is not None:
-        scaled = _mask_outside_top_k(scaled, top_k)
-    scaled = _mask_outside_top_p(scaled, top_p)
-    if min_p is not None:
-        scaled = _mask_below_min_p(scaled, min_p)
-    noise = gumbel_noise(keys, scores.size(-1))
-    perturbed = scaled + noise
-    return torch.where(sampled.unsqueeze(-1), perturbed, scores)
+    """Scores whose argmax is each row's sample: :func:`sampling_distribution`, then the noise."""
+    return add_gumbel_noise(sampling_distribution(scores, temperature, top_p, top_k, min_p), keys)
 
 
 def _mask_outside_top_k(scores: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
@@ -103,7 +123,11 @@ def _mask_outside_top_p(scores: torch.Tensor, top_p: torch.Tensor) -> torch.Tens
 
 
 class SeededSampler(LogitsProcessor):
-    """The sampler as a ``generate()`` logits processor (used with ``do_sample=False``)."""
+    """The sampler as a ``generate()`` logits processor (used with ``do_sample=False``).
+
+    With ``logprobs`` it keeps the step's distribution, for :meth:`logprobs_of` the token
+    ``generate()`` then picks (the streamer asks, service.engine.streamer).
+    """
 
     def __init__(
         self,
@@ -113,6 +137,7 @@ class SeededSampler(LogitsProcessor):
         prompt_length: int,
         top_k: int = 0,
         min_p: float = 0.0,
+        logprobs: int | None = None,
     ) -> None:
         self._temperature = torch.tensor([temperature], dtype=torch.float32)
         self._top_p = torch.tensor([top_p], dtype=torch.float32)
@@ -121,15 +146,28 @@ class SeededSampler(LogitsProcessor):
         self._seed = seed
         self._greedy = temperature == 0
         self._prompt_length = prompt_length
+        self._logprobs = logprobs
+        self._distribution: torch.Tensor | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._greedy:
+            if self._logprobs is not None:
+                self._distribution = scores
             return scores
         if self._temperature.device != scores.device:  # once: then no copies per token
             self._temperature = self._temperature.to(scores.device)
             self._top_p = self._top_p.to(scores.device)
             self._top_k, self._min_p = self._top_k.to(scores.device), self._min_p.to(scores.device)
+        distribution = sampling_distribution(scores, self._temperature, self._top_p, self._top_k, self._min_p)
+        if self._logprobs is not None:
+            self._distribution = distribution
         step = input_ids.shape[-1] - self._prompt_length
         keys = torch.tensor([noise_key(self._seed, step)], device=scores.device)
-        sampled = apply_sampling(scores, self._temperature, self._top_p, keys, self._top_k, self._min_p)
-        return cast(torch.FloatTensor, sampled)
+        return cast(torch.FloatTensor, add_gumbel_noise(distribution, keys))
+
+    def logprobs_of(self, token_id: int) -> SampledLogprobs:
+        """The log-probabilities of the token picked at the last step (needs ``logprobs``)."""
+        assert self._distribution is not None
+        assert self._logprobs is not None
+        tokens = torch.tensor([token_id], device=self._distribution.device)
+        return sampled_logprobs(self._distribution, tokens, [self._logprobs])[0]

@@ -147,9 +147,15 @@ class SequentialEngine(Engine):
         assert self._thread is not None
         outputs: asyncio.Queue[Output] = asyncio.Queue()
         sink = self._mailbox.sink(outputs)
-        streamer = TokenIdStreamer(sink)
+        sampler = _sampler(params, len(prompt.token_ids))
+        streamer = TokenIdStreamer(
+            sink, sampler.logprobs_of if params.logprobs is not None and sampler else None
+        )
         timing = _QueueTiming(submitted_at=time.perf_counter())
-        self._thread.submit(lambda: self._run_generation(loaded, prompt, params, streamer, sink, timing))
+        generate_kwargs = _generate_kwargs(params, loaded, sampler)
+        self._thread.submit(
+            lambda: self._run_generation(loaded, prompt, generate_kwargs, streamer, sink, timing)
+        )
         try:
             async with contextlib.aclosing(
                 stream_outputs(
@@ -172,7 +178,7 @@ class SequentialEngine(Engine):
         self,
         loaded: LoadedModel,
         prompt: Prompt,
-        params: SamplingParams,
+        generate_kwargs: dict[str, Any],
         streamer: TokenIdStreamer,
         sink: Callable[..., None],
         timing: _QueueTiming,
@@ -188,7 +194,7 @@ class SequentialEngine(Engine):
                     input_ids,
                     attention_mask=torch.ones_like(input_ids),
                     streamer=streamer,
-                    **_generate_kwargs(params, loaded, len(prompt.token_ids)),
+                    **generate_kwargs,
                     **self._cache_kwargs(),
                 )
         except Exception as exc:
@@ -221,7 +227,26 @@ class SequentialEngine(Engine):
         return self._loaded
 
 
-def _generate_kwargs(params: SamplingParams, loaded: LoadedModel, prompt_length: int) -> dict[str, Any]:
+def _sampler(params: SamplingParams, prompt_length: int) -> SeededSampler | None:
+    """generate()'s sampler: none for greedy decoding without log-probabilities (one Python call
+    less per token). Sampling is argmax over seeded Gumbel-perturbed scores (service.engine.sampling),
+    so generate() itself always decodes greedily."""
+    if params.temperature == 0 and params.logprobs is None:
+        return None
+    return SeededSampler(
+        temperature=params.temperature,
+        top_p=params.top_p,
+        seed=params.seed if params.seed is not None else random_seed(),
+        prompt_length=prompt_length,
+        top_k=params.top_k,
+        min_p=params.min_p,
+        logprobs=params.logprobs,
+    )
+
+
+def _generate_kwargs(
+    params: SamplingParams, loaded: LoadedModel, sampler: SeededSampler | None
+) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "max_new_tokens": params.max_new_tokens,
         # Every EOS the model declares ends the completion, as in the batched engine.
@@ -232,17 +257,7 @@ def _generate_kwargs(params: SamplingParams, loaded: LoadedModel, prompt_length:
         "top_p": None,
         "top_k": None,
     }
-    if params.temperature > 0:  # greedy needs no processor: one Python call less per token
-        # Sampling is argmax over seeded Gumbel-perturbed scores (service.engine.sampling),
-        # so generate() itself always decodes greedily.
-        sampler = SeededSampler(
-            temperature=params.temperature,
-            top_p=params.top_p,
-            seed=params.seed if params.seed is not None else random_seed(),
-            prompt_length=prompt_length,
-            top_k=params.top_k,
-            min_p=params.min_p,
-        )
+    if sampler is not None:
         kwargs["logits_processor"] = LogitsProcessorList([sampler])
     if params.ignore_eos:
         # The EOS tokens are masked until max_new_tokens: the length is exact.

@@ -24,6 +24,8 @@ from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 from transformers.generation.streamers import BaseStreamer
 
+from service.engine.logprobs import SampledLogprobs
+
 
 class GenerationStopped(Exception):
     """Raised from ``put()`` to end ``generate()`` early (the request was cancelled)."""
@@ -75,7 +77,7 @@ class Detokenizer:
     """
 
     def __init__(self, tokenizer: Tokenizer, stop: Sequence[str]) -> None:
-        self._tokenizer = tokenizer
+        self.tokenizer = tokenizer
         self._decoder = DecodeStream(skip_special_tokens=True)
         self._stop_matcher = StopStringMatcher(stop)
         self._token_ids: list[int] = []
@@ -92,7 +94,7 @@ class Detokenizer:
                 break
             self.completion_tokens += 1
             self._token_ids.append(token_id)
-            piece = self._decoder.step(self._tokenizer, token_id)
+            piece = self._decoder.step(self.tokenizer, token_id)
             if not piece:  # a partial UTF-8 sequence or a special token
                 self._held_back += 1
                 continue
@@ -110,7 +112,7 @@ class Detokenizer:
         text = ""
         if self._held_back:
             decoded = "".join(self._decoded)
-            full = self._tokenizer.decode(self._token_ids, skip_special_tokens=True)
+            full = self.tokenizer.decode(self._token_ids, skip_special_tokens=True)
             if full.startswith(decoded):
                 text, self.stop_matched = self._stop_matcher.feed(full[len(decoded) :])
             self._held_back = 0
@@ -121,10 +123,15 @@ class TokenIdStreamer(BaseStreamer):
     """Receives token ids from ``generate()`` on the inference thread and passes them to ``emit``.
 
     ``emit`` must not block (the engine passes a Mailbox sink: service.engine.outputs).
+    With ``logprobs_of`` (the sampler's, service.engine.sampling) each token's log-probabilities
+    go with it.
     """
 
-    def __init__(self, emit: Callable[[list[int]], Any]) -> None:
+    def __init__(
+        self, emit: Callable[..., Any], logprobs_of: Callable[[int], SampledLogprobs] | None = None
+    ) -> None:
         self._emit = emit
+        self._logprobs_of = logprobs_of
         self._cancelled = threading.Event()
         self._prompt_seen = False
 
@@ -143,7 +150,11 @@ class TokenIdStreamer(BaseStreamer):
         if not self._prompt_seen:
             self._prompt_seen = True
             return
-        self._emit(value.reshape(-1).tolist())
+        token_ids = value.reshape(-1).tolist()
+        if self._logprobs_of is None:
+            self._emit(token_ids)
+        else:
+            self._emit(token_ids, logprobs=[self._logprobs_of(token_id) for token_id in token_ids])
 
     def end(self) -> None:
         """Nothing to do: the engine reports the end once generate() has returned."""

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from service.chat_service import ChatService
 from service.errors import APIError
 from service.generation import ChatGeneration
+from service.openai_logprobs import completion_logprobs
 from service.openai_schemas import Completion, CompletionChoice, CompletionRequest, StreamOptions
 from service.routes.cancellation import with_cancellation
 from service.routes.deps import get_chat_service
@@ -40,21 +41,39 @@ async def completions(
     request: Request,
 ) -> Completion | GenerationStream:
     model = served_model(service, body.model)
-    params = openai_sampling_params(service, body, body.max_tokens, "max_tokens")
+    params = openai_sampling_params(service, body, body.max_tokens, "max_tokens", body.logprobs)
     generation = await service.start_text(body.text, params, fit_to_context=body.max_tokens is None)
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     echoed = body.text if body.echo else ""
     if body.stream:
         options = body.stream_options or StreamOptions()
-        chunks = _chunks(generation, completion_id, model, echoed, include_usage=options.include_usage)
+        with_logprobs = body.logprobs is not None
+        chunks = _chunks(
+            generation,
+            completion_id,
+            model,
+            echoed,
+            logprobs=with_logprobs,
+            include_usage=options.include_usage,
+        )
         return GenerationStream(chunks, generation, service.settings.sse_ping_interval)
-    text, done = await generation.whole_text()
-    choice = CompletionChoice(text=echoed + text, finish_reason=done.finish_reason)
+    text, logprobs, done = await generation.whole_completion()
+    choice = CompletionChoice(
+        text=echoed + text,
+        finish_reason=done.finish_reason,
+        logprobs=completion_logprobs(logprobs, len(echoed)) if body.logprobs is not None else None,
+    )
     return Completion(id=completion_id, model=model, choices=[choice], usage=done.usage)
 
 
 async def _chunks(
-    generation: ChatGeneration, completion_id: str, model: str, echoed: str, *, include_usage: bool
+    generation: ChatGeneration,
+    completion_id: str,
+    model: str,
+    echoed: str,
+    *,
+    logprobs: bool,
+    include_usage: bool,
 ) -> AsyncIterator[dict[str, str]]:
     created = int(time.time())
 
@@ -65,8 +84,11 @@ async def _chunks(
     if echoed:
         yield chunk([CompletionChoice(text=echoed)])
     try:
-        async for text in generation.texts():
-            yield chunk([CompletionChoice(text=text)])
+        text_offset = len(echoed)  # where the next token's text starts in the whole text
+        async for delta in generation.deltas():
+            found = completion_logprobs(delta.logprobs, text_offset) if logprobs else None
+            text_offset += sum(len(item.token) for item in delta.logprobs)
+            yield chunk([CompletionChoice(text=delta.text, logprobs=found)])
     except APIError as exc:  # as on /v1/chat/completions: the error body as data, then [DONE]
         yield {"data": json_data(exc.body())}
         yield {"data": "[DONE]"}

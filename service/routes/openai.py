@@ -17,6 +17,7 @@ from service.chat_service import ChatService
 from service.engine.base import Message, SamplingParams, TemplateOptions
 from service.errors import APIError, ErrorCode
 from service.generation import ChatGeneration
+from service.openai_logprobs import ChatLogprobs, chat_logprobs
 from service.openai_schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -62,7 +63,11 @@ def served_model(service: ChatService, requested: str | None) -> str:
 
 
 def openai_sampling_params(
-    service: ChatService, body: OpenAISampling, max_new_tokens: int | None, length_field: str
+    service: ChatService,
+    body: OpenAISampling,
+    max_new_tokens: int | None,
+    length_field: str,
+    logprobs: int | None = None,
 ) -> SamplingParams:
     """The sampling parameters of either OpenAI endpoint's body. Raises :class:`APIError`."""
     return service.sampling_params(
@@ -77,6 +82,7 @@ def openai_sampling_params(
         min_p=body.min_p,
         min_new_tokens=body.min_tokens,
         min_param_name="min_tokens",
+        logprobs=logprobs,
     )
 
 
@@ -97,7 +103,7 @@ async def chat_completions(
     use_completion_tokens = body.max_completion_tokens is not None
     max_new_tokens = body.max_completion_tokens if use_completion_tokens else body.max_tokens
     length_field = "max_completion_tokens" if use_completion_tokens else "max_tokens"
-    params = openai_sampling_params(service, body, max_new_tokens, length_field)
+    params = openai_sampling_params(service, body, max_new_tokens, length_field, body.logprobs_count)
     template = TemplateOptions(
         add_generation_prompt=body.add_generation_prompt,
         continue_final_message=body.continue_final_message,
@@ -112,27 +118,36 @@ async def chat_completions(
             generation,
             completion_id,
             model,
+            logprobs=bool(body.logprobs),
             include_usage=options.include_usage,
             continuous_usage=options.include_usage and options.continuous_usage_stats,
         )
         return GenerationStream(chunks, generation, service.settings.sse_ping_interval)
 
-    text, done = await generation.whole_text()
-    return ChatCompletion(
-        id=completion_id,
-        model=model,
-        choices=[Choice(message=AssistantMessage(content=text), finish_reason=done.finish_reason)],
-        usage=done.usage,
+    text, logprobs, done = await generation.whole_completion()
+    choice = Choice(
+        message=AssistantMessage(content=text),
+        finish_reason=done.finish_reason,
+        logprobs=chat_logprobs(logprobs) if body.logprobs else None,
     )
+    return ChatCompletion(id=completion_id, model=model, choices=[choice], usage=done.usage)
 
 
 async def _chunks(
-    generation: ChatGeneration, completion_id: str, model: str, *, include_usage: bool, continuous_usage: bool
+    generation: ChatGeneration,
+    completion_id: str,
+    model: str,
+    *,
+    logprobs: bool,
+    include_usage: bool,
+    continuous_usage: bool,
 ) -> AsyncIterator[dict[str, str]]:
     created = int(time.time())
 
-    def chunk(delta: Delta, finish_reason: str | None = None) -> dict[str, str]:
-        choice = ChunkChoice(delta=delta, finish_reason=finish_reason)  # type: ignore[arg-type]
+    def chunk(
+        delta: Delta, finish_reason: str | None = None, logprobs: ChatLogprobs | None = None
+    ) -> dict[str, str]:
+        choice = ChunkChoice(delta=delta, finish_reason=finish_reason, logprobs=logprobs)  # type: ignore[arg-type]
         usage = None
         if continuous_usage:
             usage = Usage(
@@ -148,8 +163,10 @@ async def _chunks(
     # OpenAI sends the role first, in a chunk of its own with empty content.
     yield chunk(Delta(role="assistant", content=""))
     try:
-        async for text in generation.texts():
-            yield chunk(Delta(content=text))
+        async for delta in generation.deltas():
+            yield chunk(
+                Delta(content=delta.text), logprobs=chat_logprobs(delta.logprobs) if logprobs else None
+            )
     except APIError as exc:
         # As vLLM sends it: a plain data chunk with the error body, then [DONE]. The openai SDK raises
         # APIError for it (openai/_streaming.py: any chunk whose data has "error"), and parsers that

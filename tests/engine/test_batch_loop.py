@@ -13,6 +13,7 @@ from transformers import LogitsProcessorList
 from service.engine.batch_loop import BatchLoop
 from service.engine.batch_request import BatchRequest
 from service.engine.loader import LoadedModel, load_model
+from service.engine.logprobs import SampledLogprobs
 from service.engine.sampling import SeededSampler
 from service.settings import Settings
 
@@ -61,11 +62,19 @@ def generate_reference(
 class Collected:
     def __init__(self) -> None:
         self.token_ids: list[int] = []
+        self.logprobs: list[SampledLogprobs] = []
         self.error: BaseException | None = None
         self.finished = threading.Event()
 
-    def __call__(self, token_ids: list[int], finished: bool, error: BaseException | None) -> None:
+    def __call__(
+        self,
+        token_ids: list[int],
+        finished: bool,
+        error: BaseException | None,
+        logprobs: list[SampledLogprobs] | None = None,
+    ) -> None:
         self.token_ids += token_ids
+        self.logprobs += logprobs or []
         self.error = error
         if finished:
             self.finished.set()

@@ -16,6 +16,7 @@ from service.engine.batch_loop import BatchLoop
 from service.engine.batch_request import BatchRequest
 from service.engine.batched import BatchedEngine
 from service.engine.loader import LoadedModel, load_model
+from service.engine.logprobs import SampledLogprobs
 from service.engine.prefill import length_groups
 from service.engine.running_batch import RunningBatch
 from service.engine.sequential import SequentialEngine
@@ -102,9 +103,15 @@ class Timed(Collected):
         super().__init__()
         self.arrivals: list[float] = []
 
-    def __call__(self, token_ids: list[int], finished: bool, error: BaseException | None) -> None:
+    def __call__(
+        self,
+        token_ids: list[int],
+        finished: bool,
+        error: BaseException | None,
+        logprobs: list[SampledLogprobs] | None = None,
+    ) -> None:
         self.arrivals.append(time.perf_counter())
-        super().__call__(token_ids, finished, error)
+        super().__call__(token_ids, finished, error, logprobs)
 
 
 def test_the_running_stream_gets_a_token_between_chunks(loaded: LoadedModel, chunked_loop: BatchLoop) -> None:

@@ -194,3 +194,72 @@ def test_text_completion_continues_the_prompt_streaming_or_not(sdk: openai.OpenA
     assert streamed[-1].usage is not None
     assert streamed[-1].usage.completion_tokens >= 2
     assert echoed.choices[0].text == "The capital of France is Paris."
+
+
+def test_chat_logprobs_through_the_sdk_streaming_or_not(sdk: openai.OpenAI) -> None:
+    kwargs: dict[str, Any] = {"model": "smollm2-135m", "messages": PARIS, "temperature": 0}
+
+    whole = sdk.chat.completions.create(**kwargs, logprobs=True, top_logprobs=3)
+    chunks = list(sdk.chat.completions.create(**kwargs, logprobs=True, top_logprobs=3, stream=True))
+
+    logprobs = whole.choices[0].logprobs
+    assert logprobs is not None
+    assert logprobs.content is not None
+    tokens = logprobs.content
+    assert "".join(token.token for token in tokens) == whole.choices[0].message.content == ANSWER
+    assert tokens[-1].token == ""  # the EOS that ended it adds no text; its own name is among the top
+    assert tokens[-1].top_logprobs[0].token == "<|im_end|>"
+    for token in tokens:
+        assert token.logprob == token.top_logprobs[0].logprob <= 0  # greedy: the most likely
+        assert len(token.top_logprobs) == 3
+        assert token.bytes == list(token.token.encode())
+    pieces = [chunk.choices[0].logprobs for chunk in chunks if chunk.choices and chunk.choices[0].logprobs]
+    streamed = [token for piece in pieces for token in piece.content or []]
+    assert [token.token for token in streamed] == [token.token for token in tokens]
+    assert [token.logprob for token in streamed] == pytest.approx(
+        [token.logprob for token in tokens], abs=1e-4
+    )
+
+
+def test_logprobs_are_those_of_the_distribution_sampled_from(sdk: openai.OpenAI) -> None:
+    # top_k=1 leaves one token to sample at any temperature: its log-probability is 0, the rest masked out.
+    completion = sdk.chat.completions.create(
+        model="smollm2-135m",
+        messages=PARIS,
+        temperature=1.5,
+        seed=3,
+        logprobs=True,
+        top_logprobs=2,
+        extra_body={"top_k": 1},
+    )
+
+    content = completion.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content
+    assert all(token.logprob == 0 for token in content)
+    assert all(token.top_logprobs[1].logprob == -9999.0 for token in content)  # vLLM's value for -inf
+
+
+def test_text_completion_logprobs_are_the_legacy_lists(sdk: openai.OpenAI) -> None:
+    kwargs: dict[str, Any] = {"model": "smollm2-135m", "prompt": "The capital of France is", "temperature": 0}
+
+    whole = sdk.completions.create(**kwargs, max_tokens=4, logprobs=2)
+    streamed = list(sdk.completions.create(**kwargs, max_tokens=4, logprobs=2, stream=True))
+
+    logprobs = whole.choices[0].logprobs
+    assert logprobs is not None
+    assert logprobs.tokens is not None
+    assert logprobs.token_logprobs is not None
+    assert logprobs.top_logprobs is not None
+    assert "".join(logprobs.tokens) == whole.choices[0].text
+    assert len(logprobs.tokens) == len(logprobs.token_logprobs) == len(logprobs.top_logprobs) == 4
+    assert logprobs.text_offset == [sum(len(token) for token in logprobs.tokens[:i]) for i in range(4)]
+    for token, logprob, top in zip(
+        logprobs.tokens, logprobs.token_logprobs, logprobs.top_logprobs, strict=True
+    ):
+        assert top[token] == logprob == max(top.values())  # greedy: the sampled token is the most likely
+        assert len(top) == 2
+    pieces = [chunk.choices[0].logprobs for chunk in streamed if chunk.choices[0].logprobs]
+    streamed_tokens = [token for piece in pieces for token in piece.tokens or []]
+    streamed_offsets = [offset for piece in pieces for offset in piece.text_offset or []]
+    assert streamed_tokens == logprobs.tokens
+    assert streamed_offsets == logprobs.text_offset

@@ -116,8 +116,19 @@ OPENAI_CASES: list[tuple[str, Any, int, str]] = [
     ),
     ("tool_choice required", {"messages": GOOD_MESSAGES, "tool_choice": "required"}, 400, "tool_choice"),
     ("functions (legacy tools)", {"messages": GOOD_MESSAGES, "functions": [{"name": "f"}]}, 400, "functions"),
-    ("logprobs", {"messages": GOOD_MESSAGES, "logprobs": True}, 400, "logprobs"),
-    ("top_logprobs", {"messages": GOOD_MESSAGES, "logprobs": True, "top_logprobs": 3}, 400, "logprobs"),
+    (
+        "top_logprobs without logprobs",
+        {"messages": GOOD_MESSAGES, "top_logprobs": 3},
+        400,
+        "needs logprobs: true",
+    ),
+    (
+        "top_logprobs over 20",
+        {"messages": GOOD_MESSAGES, "logprobs": True, "top_logprobs": 21},
+        400,
+        "top_logprobs",
+    ),
+    ("logprobs not a boolean", {"messages": GOOD_MESSAGES, "logprobs": "yes"}, 400, "logprobs"),
     (
         "response_format json_object",
         {"messages": GOOD_MESSAGES, "response_format": {"type": "json_object"}},
@@ -149,7 +160,9 @@ OPENAI_CASES: list[tuple[str, Any, int, str]] = [
 COMPLETION_CASES: list[tuple[str, Any, int, str]] = [
     ("missing prompt", {"max_tokens": 4}, 400, "prompt: Field required"),
     ("two prompts", {"prompt": ["a", "b"]}, 400, "exactly one prompt"),
-    ("logprobs", {"prompt": "a", "logprobs": 2}, 400, "logprobs"),
+    ("logprobs over 20", {"prompt": "a", "logprobs": 21}, 400, "logprobs"),
+    ("negative logprobs", {"prompt": "a", "logprobs": -1}, 400, "logprobs"),
+    ("echo with logprobs", {"prompt": "a", "echo": True, "logprobs": 1}, 400, "echo with logprobs"),
     ("suffix", {"prompt": "a", "suffix": "b"}, 400, "suffix"),
     ("best_of", {"prompt": "a", "best_of": 3}, 400, "best_of"),
     ("max_tokens a string", {"prompt": "a", "max_tokens": "4"}, 400, "max_tokens"),
