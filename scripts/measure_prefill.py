@@ -32,7 +32,9 @@ class Stream:
         self.arrivals: list[float] = []
         self.done = threading.Event()
 
-    def __call__(self, token_ids: list[int], finished: bool, error: BaseException | None) -> None:
+    def __call__(
+        self, token_ids: list[int], finished: bool, error: BaseException | None, logprobs: object = None
+    ) -> None:
         self.arrivals.append(time.perf_counter())
         if finished or error is not None:
             self.done.set()

@@ -43,7 +43,11 @@ def test_a_burst_posted_before_the_loop_wakes_is_one_wake_up_and_keeps_its_order
 
     assert deliveries == 3, "one wake-up per step, not one per request"
     for row, outputs in enumerate(received):
-        assert outputs == [([row], False, None), ([10 + row], False, None), ([20 + row], True, None)]
+        assert outputs == [
+            ([row], False, None, None),
+            ([10 + row], False, None, None),
+            ([20 + row], True, None, None),
+        ]
 
 
 def test_posts_racing_the_delivery_are_never_lost() -> None:
@@ -62,7 +66,7 @@ def test_posts_racing_the_delivery_are_never_lost() -> None:
         thread.start()
         received: list[int] = []
         while len(received) < 2000:
-            token_ids, _, _ = await asyncio.wait_for(outputs.get(), timeout=5)
+            token_ids, _, _, _ = await asyncio.wait_for(outputs.get(), timeout=5)
             received += token_ids
         thread.join()
         return received
@@ -88,7 +92,7 @@ def test_a_stop_string_stops_generating_before_the_last_text_goes_out(tokenizer:
 
     async def scenario() -> list[object]:
         outputs: asyncio.Queue[Output] = asyncio.Queue()
-        outputs.put_nowait((token_ids, False, None))
+        outputs.put_nowait((token_ids, False, None, None))
         seen: list[object] = []
         events = stream_outputs(
             outputs,
