@@ -17,6 +17,7 @@ from service.engine.base import (
     GenerationFinished,
     InvalidPromptError,
     Message,
+    OutputGrammar,
     Prompt,
     SamplingParams,
     TemplateOptions,
@@ -59,6 +60,9 @@ class ScriptedEngine(Engine):
 
     async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
         return 0
+
+    async def compile_json_schema(self, schema: str) -> OutputGrammar:
+        raise InvalidPromptError("the scripted engine writes no JSON", param="response_format")
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         return self._stream(prompt, params)

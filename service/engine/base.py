@@ -69,6 +69,14 @@ class TemplateOptions:
 DEFAULT_TEMPLATE = TemplateOptions()
 
 
+class OutputGrammar(ABC):
+    """What a completion must match (a JSON schema), compiled once by the engine
+    (:meth:`Engine.compile_json_schema`) and shared by every request that sends the same one."""
+
+    # The fewest tokens a complete answer takes: max_new_tokens below it cannot give one.
+    shortest_tokens: int
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How to generate one completion. ``temperature == 0`` means greedy decoding."""
@@ -85,6 +93,9 @@ class SamplingParams:
     min_new_tokens: int = 0  # EOS cannot end the answer before this many tokens
     # None: no log-probabilities; n >= 0: each token's, with the n most likely tokens of its step.
     logprobs: int | None = None
+    # Constrained decoding: the completion matches this grammar, complete also when
+    # max_new_tokens cuts it short (service.engine.grammar).
+    grammar: OutputGrammar | None = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +257,11 @@ class Engine(ABC):
         self, messages: Sequence[Message], template: TemplateOptions = DEFAULT_TEMPLATE
     ) -> Prompt:
         """Apply the chat template and tokenize. Raises :class:`InvalidPromptError`."""
+
+    @abstractmethod
+    async def compile_json_schema(self, schema: str) -> OutputGrammar:
+        """The grammar of JSON text that matches ``schema`` (JSON text), compiled off the event loop
+        and cached. Raises :class:`InvalidPromptError` for a schema the grammar library rejects."""
 
     @abstractmethod
     async def tokenize(self, text: str) -> Prompt:

@@ -188,6 +188,9 @@ class BatchLoop:
         if masked and self._stop_token_ids:
             stop_ids = torch.tensor(sorted(self._stop_token_ids))
             distribution[torch.tensor(masked).unsqueeze(-1), stop_ids] = float("-inf")
+        constrained = [(row, request.grammar) for row, request in enumerate(requests) if request.grammar]
+        for row, grammar in constrained:
+            distribution[row].masked_fill_(~grammar.allowed().to(distribution.device), float("-inf"))
         scores = distribution
         if any(request.temperature > 0 for request in requests):
             device = scores.device
@@ -201,6 +204,8 @@ class BatchLoop:
             keys = torch.tensor([request.noise_key() for request in requests], device=device)
             scores = add_gumbel_noise(distribution, keys)
         tokens = scores.argmax(dim=-1)
+        for row, grammar in constrained:
+            tokens[row] = grammar.take(int(tokens[row]))  # or the completion that still fits
         return tokens, _logprobs(requests, distribution, tokens)
 
     def _deliver(

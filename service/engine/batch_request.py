@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from service.engine.grammar import ConstrainedRow
 from service.engine.logprobs import SampledLogprobs
 from service.engine.sampling import noise_key
 
@@ -33,6 +34,7 @@ class BatchRequest:
     min_p: float = 0.0
     min_new_tokens: int = 0  # the stop tokens are masked until this many are generated
     logprobs: int | None = None  # None: off; n: each token's log-probability and the n most likely
+    grammar: ConstrainedRow | None = None  # structured output: what the next token may be
     submitted_at: float = field(default_factory=time.perf_counter)
     started_at: float | None = None  # its prefill began
     cancelled: bool = False

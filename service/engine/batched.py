@@ -22,12 +22,14 @@ from service.engine.base import (
     EngineState,
     GenerationEvent,
     Message,
+    OutputGrammar,
     Prompt,
     SamplingParams,
     TemplateOptions,
 )
 from service.engine.batch_loop import BatchLoop
 from service.engine.batch_request import BatchRequest
+from service.engine.grammar import constrained_row
 from service.engine.loader import LoadedModel, load_model
 from service.engine.outputs import LoopMailbox, Output, stream_outputs
 from service.engine.prompt import prompt_tokens_at_least, render_chat, tokenize_text
@@ -95,6 +97,11 @@ class BatchedEngine(Engine):
             raise EngineError(f"engine is not ready: {self.status.reason}")
         return await tokenize_text(self._loaded.tokenizer, text)
 
+    async def compile_json_schema(self, schema: str) -> OutputGrammar:
+        if self._loaded is None:
+            raise EngineError(f"engine is not ready: {self.status.reason}")
+        return await self._loaded.grammars.compile(schema)
+
     async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
         if self._loaded is None:
             raise EngineError(f"engine is not ready: {self.status.reason}")
@@ -120,6 +127,7 @@ class BatchedEngine(Engine):
             min_p=params.min_p,
             min_new_tokens=params.min_new_tokens,
             logprobs=params.logprobs,
+            grammar=constrained_row(params),
             sink=self._mailbox.sink(outputs),
         )
         batch_loop.submit(request)

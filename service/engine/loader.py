@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from service.engine.builtin_models import BUILTIN_MODELS
 from service.engine.cpu_linear import pack_linear_layers, packing_supported
 from service.engine.gguf_model import ensure_converted, find_gguf_file
+from service.engine.grammar import GrammarCompiler
 from service.engine.random_model import is_random_model, load_random_model
 from service.settings import EngineSettings
 
@@ -32,6 +33,8 @@ class LoadedModel:
     # Every token that ends a completion: generation_config's (an int or a list) and the tokenizer's.
     eos_token_ids: tuple[int, ...]
     pad_token_id: int
+    # Structured output and tool calls: schemas compiled for this tokenizer (service.engine.grammar).
+    grammars: GrammarCompiler
 
     def describe(self) -> dict[str, str]:
         return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
@@ -100,6 +103,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         context_length=_context_length(model.config, tokenizer, settings.max_model_len),
         eos_token_ids=eos_token_ids,
         pad_token_id=pad_token_id if pad_token_id is not None else eos_token_ids[0],
+        grammars=GrammarCompiler(tokenizer, eos_token_ids, vocab_size=model.config.vocab_size),
     )
 
 

@@ -15,12 +15,15 @@ batching: every request in a step shares one generator.
 from __future__ import annotations
 
 import random
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 from transformers import LogitsProcessor
 
 from service.engine.logprobs import SampledLogprobs, sampled_logprobs
+
+if TYPE_CHECKING:
+    from service.engine.grammar import ConstrainedRow
 
 _MASK32 = 0xFFFFFFFF
 _MASK64 = 0xFFFFFFFFFFFFFFFF
@@ -138,6 +141,7 @@ class SeededSampler(LogitsProcessor):
         top_k: int = 0,
         min_p: float = 0.0,
         logprobs: int | None = None,
+        grammar: ConstrainedRow | None = None,
     ) -> None:
         self._temperature = torch.tensor([temperature], dtype=torch.float32)
         self._top_p = torch.tensor([top_p], dtype=torch.float32)
@@ -147,13 +151,19 @@ class SeededSampler(LogitsProcessor):
         self._greedy = temperature == 0
         self._prompt_length = prompt_length
         self._logprobs = logprobs
+        self._grammar = grammar
         self._distribution: torch.Tensor | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._grammar is not None:
+            scores = cast(
+                torch.FloatTensor,
+                scores.masked_fill(~self._grammar.allowed().to(scores.device), float("-inf")),
+            )
         if self._greedy:
             if self._logprobs is not None:
                 self._distribution = scores
-            return scores
+            return self._choose(scores)
         if self._temperature.device != scores.device:  # once: then no copies per token
             self._temperature = self._temperature.to(scores.device)
             self._top_p = self._top_p.to(scores.device)
@@ -163,7 +173,17 @@ class SeededSampler(LogitsProcessor):
             self._distribution = distribution
         step = input_ids.shape[-1] - self._prompt_length
         keys = torch.tensor([noise_key(self._seed, step)], device=scores.device)
-        return cast(torch.FloatTensor, add_gumbel_noise(distribution, keys))
+        return self._choose(add_gumbel_noise(distribution, keys))
+
+    def _choose(self, scores: torch.Tensor) -> torch.FloatTensor:
+        """``scores`` as they are; with a grammar, only the token it takes from their argmax (which
+        may be the completion that still fits, service.engine.grammar) is left for generate()."""
+        if self._grammar is None:
+            return cast(torch.FloatTensor, scores)
+        token = self._grammar.take(int(scores[0].argmax()))
+        chosen = torch.full_like(scores, float("-inf"))
+        chosen[0, token] = 0
+        return cast(torch.FloatTensor, chosen)
 
     def logprobs_of(self, token_id: int) -> SampledLogprobs:
         """The log-probabilities of the token picked at the last step (needs ``logprobs``)."""

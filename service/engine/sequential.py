@@ -30,10 +30,12 @@ from service.engine.base import (
     EngineState,
     GenerationEvent,
     Message,
+    OutputGrammar,
     Prompt,
     SamplingParams,
     TemplateOptions,
 )
+from service.engine.grammar import constrained_row
 from service.engine.loader import LoadedModel, load_model
 from service.engine.outputs import LoopMailbox, Output, stream_outputs
 from service.engine.prompt import prompt_tokens_at_least, render_chat, tokenize_text
@@ -133,6 +135,9 @@ class SequentialEngine(Engine):
     async def tokenize(self, text: str) -> Prompt:
         return await tokenize_text(self._require_loaded().tokenizer, text)
 
+    async def compile_json_schema(self, schema: str) -> OutputGrammar:
+        return await self._require_loaded().grammars.compile(schema)
+
     async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
         tokenizer = self._require_loaded().tokenizer
         return await prompt_tokens_at_least(tokenizer, messages, self.context_length)
@@ -231,7 +236,7 @@ def _sampler(params: SamplingParams, prompt_length: int) -> SeededSampler | None
     """generate()'s sampler: none for greedy decoding without log-probabilities (one Python call
     less per token). Sampling is argmax over seeded Gumbel-perturbed scores (service.engine.sampling),
     so generate() itself always decodes greedily."""
-    if params.temperature == 0 and params.logprobs is None:
+    if params.temperature == 0 and params.logprobs is None and params.grammar is None:
         return None
     return SeededSampler(
         temperature=params.temperature,
@@ -241,6 +246,7 @@ def _sampler(params: SamplingParams, prompt_length: int) -> SeededSampler | None
         top_k=params.top_k,
         min_p=params.min_p,
         logprobs=params.logprobs,
+        grammar=constrained_row(params),
     )
 
 
