@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from service.admission import AdmissionController
 from service.engine.base import (
@@ -19,6 +20,7 @@ from service.engine.base import (
     Engine,
     InvalidPromptError,
     Message,
+    OutputGrammar,
     Prompt,
     SamplingParams,
     TemplateOptions,
@@ -133,13 +135,18 @@ class ChatService:
         *,
         fit_to_context: bool = False,
         param_name: str = "max_new_tokens",
+        tools: Sequence[dict[str, Any]] = (),
+        answer_schema: str | None = None,
+        schema_param: str = "response_format",
     ) -> ChatGeneration:
         """Check the request against the model and admit it; its generation waits for a slot in ``texts()``.
 
         ``fit_to_context``: the client asked for no length, so ``params.max_new_tokens`` (the
         server's default) is lowered to what the context leaves after the prompt instead of
         refusing a long prompt for a default it never asked for. ``param_name``: the length field
-        the client sent, for the error message.
+        the client sent, for the error message. ``tools`` go to the chat template; with
+        ``answer_schema`` (JSON text) the answer is decoded under it (``schema_param``: the field
+        it came from, for the error message).
 
         Raises :class:`APIError`: 400 for a prompt the model cannot take, 429 when
         the queue is full, 503 while loading or draining.
@@ -147,11 +154,19 @@ class ChatService:
         arrival = _Arrival.now()
         self._refuse_now()
         await self._refuse_far_too_long(messages)
+        if answer_schema is not None:
+            params = dataclasses.replace(params, grammar=await self._compile(answer_schema, schema_param))
         try:
-            prompt = await self.engine.render_prompt(messages, template)
+            prompt = await self.engine.render_prompt(messages, template, tools)
         except InvalidPromptError as exc:
             raise ErrorCode.INVALID_MESSAGES.error(str(exc), param=exc.param) from exc
         return self._admit(prompt, params, arrival, fit_to_context, param_name)
+
+    async def _compile(self, schema: str, param: str) -> OutputGrammar:
+        try:
+            return await self.engine.compile_json_schema(schema)
+        except InvalidPromptError as exc:
+            raise ErrorCode.INVALID_SCHEMA.error(str(exc), param=param) from exc
 
     async def start_text(
         self, text: str, params: SamplingParams, *, fit_to_context: bool, param_name: str = "max_tokens"
@@ -223,6 +238,13 @@ class ChatService:
                 f"the prompt has {prompt_tokens} tokens{asked}, but the model's context is "
                 f"{context_length} tokens: shorten the messages{lower}",
                 param="messages",
+            )
+        shortest = params.grammar.shortest_tokens if params.grammar else 0
+        if params.max_new_tokens < shortest:
+            raise ErrorCode.MAX_TOKENS_BELOW_SCHEMA.error(
+                f"{param_name} is {params.max_new_tokens}, but the shortest answer the schema allows "
+                f"takes {shortest} tokens",
+                param=param_name,
             )
         return params
 

@@ -100,6 +100,16 @@ class ErrorCode(enum.StrEnum):
         400,
         "The prompt and the tokens asked for do not fit the model's context.",
     )
+    INVALID_SCHEMA = (
+        "invalid_schema",
+        400,
+        "The JSON schema (`response_format`, a tool's `parameters`) cannot constrain decoding.",
+    )
+    MAX_TOKENS_BELOW_SCHEMA = (
+        "max_tokens_below_schema",
+        400,
+        "Fewer tokens asked for than the shortest answer the schema allows.",
+    )
     INVALID_API_KEY = ("invalid_api_key", 401, "`--api-key` is set and the request has no or another key.")
     MODEL_NOT_FOUND = ("model_not_found", 404, "The request names a model other than the served one.")
     ROUTE_NOT_FOUND = ("route_not_found", 404, "No such route; the message lists the routes there are.")

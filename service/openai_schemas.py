@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.openai_logprobs import MAX_TOP_LOGPROBS, ChatLogprobs, CompletionLogprobs, TopLogprobs
+from service.openai_tools import ToolCall, ToolCallDelta, ToolsRequest
 from service.schemas import (
     AddGenerationPrompt,
     ContinueFinalMessage,
@@ -139,43 +140,40 @@ class OpenAISampling(BaseModel):
         return value
 
 
-class ChatCompletionRequest(OpenAISampling):
+class ChatCompletionRequest(OpenAISampling, ToolsRequest):
     messages: list[OpenAIMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, strict=True, ge=1)
     add_generation_prompt: AddGenerationPrompt = None
     continue_final_message: ContinueFinalMessage = None
-    # OpenAI fields this server cannot honour: declared so that asking for them is a 400
-    # naming the field, not plain text with no hint that the request was not understood.
-    tools: list[dict[str, Any]] | None = Field(None, description="Not supported: must be absent or empty.")
-    tool_choice: str | dict[str, Any] | None = Field(None, description="Only 'none' or 'auto' (no tools).")
-    functions: list[dict[str, Any]] | None = Field(
-        None, description="Not supported: must be absent or empty."
-    )
-    function_call: str | dict[str, Any] | None = Field(None, description="Only 'none' or 'auto'.")
+    # OpenAI's legacy function calling: declared so that it is a 400 naming the field (send tools).
+    functions: list[dict[str, Any]] | None = Field(None, description="Legacy: send tools instead.")
+    function_call: str | dict[str, Any] | None = Field(None, description="Legacy: send tool_choice instead.")
     logprobs: bool | None = Field(
         None, strict=True, description="Each token's log-probability, in choices[].logprobs.content."
     )
     top_logprobs: int | None = TopLogprobs
-    response_format: dict[str, Any] | None = Field(None, description="Only {'type': 'text'}.")
 
-    @field_validator("tools", "functions")
+    @field_validator("functions")
     @classmethod
-    def _no_tools(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    def _no_functions(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
         if value:
-            raise ValueError("tool calling is not supported: this server only generates text")
+            raise ValueError("the legacy functions are not supported: send them as tools")
         return value
 
-    @field_validator("tool_choice", "function_call")
+    @field_validator("function_call")
     @classmethod
-    def _no_tool_choice(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+    def _no_function_call(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
         if value not in (None, "none", "auto"):
-            raise ValueError(f"{value!r} is not supported: this server never calls a tool ('none' or 'auto')")
+            raise ValueError("the legacy function_call is not supported: send tool_choice")
         return value
 
     @model_validator(mode="after")
     def _top_logprobs_with_logprobs(self) -> ChatCompletionRequest:
         if self.top_logprobs and not self.logprobs:  # as OpenAI and vLLM answer it
             raise ValueError("top_logprobs needs logprobs: true")
+        if self.answer_schema() is not None and (self.ignore_eos or self.min_tokens):
+            # A constrained answer ends when its grammar is complete.
+            raise ValueError("ignore_eos and min_tokens cannot be combined with a JSON answer or a tool call")
         return self
 
     @property
@@ -183,23 +181,20 @@ class ChatCompletionRequest(OpenAISampling):
         """SamplingParams.logprobs: None for none, else how many of the most likely tokens."""
         return (self.top_logprobs or 0) if self.logprobs else None
 
-    @field_validator("response_format")
-    @classmethod
-    def _text_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value.get("type") != "text":
-            raise ValueError(f"{value.get('type')!r} is not supported: only {{'type': 'text'}}")
-        return value
+
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
     logprobs: ChatLogprobs | None = None
 
 
@@ -215,12 +210,13 @@ class ChatCompletion(BaseModel):
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FinishReason | None = None
     logprobs: ChatLogprobs | None = None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from service.engine.base import (
     DEFAULT_TEMPLATE,
@@ -48,7 +49,10 @@ class ScriptedEngine(Engine):
         pass
 
     async def render_prompt(
-        self, messages: Sequence[Message], template: TemplateOptions = DEFAULT_TEMPLATE
+        self,
+        messages: Sequence[Message],
+        template: TemplateOptions = DEFAULT_TEMPLATE,
+        tools: Sequence[dict[str, Any]] = (),
     ) -> Prompt:
         template.resolve(messages[-1].role)
         return Prompt(token_ids=[hash(word) % 1000 for m in messages for word in m.content.split()] or [0])

@@ -12,7 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from service.instance import process_age_s
 
@@ -30,6 +30,10 @@ class EngineState(enum.Enum):
 class Message:
     role: str
     content: str
+    # An assistant's calls ({"type": "function", "function": {"name", "arguments"}}, arguments
+    # as an object: what chat templates expect) and, on a tool message, the call it answers.
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -254,9 +258,13 @@ class Engine(ABC):
 
     @abstractmethod
     async def render_prompt(
-        self, messages: Sequence[Message], template: TemplateOptions = DEFAULT_TEMPLATE
+        self,
+        messages: Sequence[Message],
+        template: TemplateOptions = DEFAULT_TEMPLATE,
+        tools: Sequence[dict[str, Any]] = (),
     ) -> Prompt:
-        """Apply the chat template and tokenize. Raises :class:`InvalidPromptError`."""
+        """Apply the chat template (with ``tools``, OpenAI's) and tokenize. Raises
+        :class:`InvalidPromptError`."""
 
     @abstractmethod
     async def compile_json_schema(self, schema: str) -> OutputGrammar:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from service.engine.base import (
     DEFAULT_TEMPLATE,
@@ -86,11 +87,14 @@ class BatchedEngine(Engine):
             pass
 
     async def render_prompt(
-        self, messages: Sequence[Message], template: TemplateOptions = DEFAULT_TEMPLATE
+        self,
+        messages: Sequence[Message],
+        template: TemplateOptions = DEFAULT_TEMPLATE,
+        tools: Sequence[dict[str, Any]] = (),
     ) -> Prompt:
         if self._loaded is None:
             raise EngineError(f"engine is not ready: {self.status.reason}")
-        return await render_chat(self._loaded.tokenizer, messages, template)
+        return await render_chat(self._loaded.tokenizer, messages, template, tools)
 
     async def tokenize(self, text: str) -> Prompt:
         if self._loaded is None:

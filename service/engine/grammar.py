@@ -15,6 +15,7 @@ completion it found instead (``finish_reason`` is then ``length``, but the JSON 
 from __future__ import annotations
 
 import asyncio
+import string
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -33,8 +34,15 @@ _CACHED_GRAMMARS = 64
 # Compact JSON: no whitespace between tokens, which small models otherwise repeat forever.
 # A schema's own "x-guidance" options still override it.
 _JSON_DEFAULTS: JsonCompileOptions = {"whitespace_flexible": False}
-# The characters the completion search tries, in order: closing what is open first.
-_CLOSING_CHARACTERS = '"}],:0' + "abcdefghijklmnopqrstuvwxyz" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ123456789-.+ {[\\/"
+# The characters the completion search tries, in order: closing what is open first, then
+# every other printable ASCII character (a name the schema fixes may need any of them).
+_FIRST = '"}],:0'
+_CLOSING_CHARACTERS = _FIRST + "".join(
+    sorted(
+        (c for c in string.printable if c not in _FIRST and c not in "\t\n\r\x0b\x0c"),
+        key=lambda c: not c.isalnum(),
+    )
+)
 _SEARCH_STEPS = 5000  # try_consume calls per search: bounded work, on a schema of any shape
 _SEARCH_DEPTH = 512
 # Within this many tokens of the end, every sampled token is checked to leave a completion.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,11 +11,23 @@ from service.engine.base import DEFAULT_TEMPLATE, InvalidPromptError, Message, P
 
 
 async def render_chat(
-    tokenizer: Any, messages: Sequence[Message], template: TemplateOptions = DEFAULT_TEMPLATE
+    tokenizer: Any,
+    messages: Sequence[Message],
+    template: TemplateOptions = DEFAULT_TEMPLATE,
+    tools: Sequence[dict[str, Any]] = (),
 ) -> Prompt:
-    """Apply the chat template and tokenize. Raises :class:`InvalidPromptError`."""
-    chat = [{"role": m.role, "content": m.content} for m in messages]
+    """Apply the chat template and tokenize. Raises :class:`InvalidPromptError`.
+
+    ``tools`` (OpenAI's, ``{"type": "function", "function": {...}}``) go to a template that
+    renders them; for one that does not (SmolLM2's), they and the assistant's earlier calls are
+    written into the messages, so that the model still sees what it may call and what it called.
+    """
+    in_template = _renders_tools(tokenizer)
+    chat = [_chat_message(message, in_template) for message in messages]
+    if tools and not in_template:
+        chat = _with_tools_described(chat, tools)
     add_generation_prompt, continue_final_message = template.resolve(chat[-1]["role"])
+    options: dict[str, Any] = {"tools": list(tools)} if tools and in_template else {}
     try:
         # Long prompts take milliseconds to template and tokenize: keep that off the event loop.
         token_ids = await asyncio.to_thread(
@@ -24,10 +37,41 @@ async def render_chat(
             continue_final_message=continue_final_message,
             tokenize=True,
             return_dict=False,
+            **options,
         )
     except Exception as exc:  # templates raise for e.g. roles that do not alternate
         raise InvalidPromptError(f"the model's chat template rejected the messages: {exc}") from exc
     return Prompt(token_ids=list(token_ids))
+
+
+def _renders_tools(tokenizer: Any) -> bool:
+    """Whether the chat template renders tools and calls (those that do read ``tools``)."""
+    return "tools" in (tokenizer.chat_template or "")
+
+
+def _chat_message(message: Message, in_template: bool) -> dict[str, Any]:
+    chat: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls and in_template:
+        chat["tool_calls"] = list(message.tool_calls)
+    elif message.tool_calls and not message.content:
+        calls = [
+            {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
+            for call in message.tool_calls
+        ]
+        chat["content"] = json.dumps(calls[0] if len(calls) == 1 else calls)
+    if message.tool_call_id is not None:
+        chat["tool_call_id"] = message.tool_call_id
+    return chat
+
+
+def _with_tools_described(
+    chat: list[dict[str, Any]], tools: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The tools in the system message, for a template that does not render them."""
+    described = "You can call these tools:\n" + "\n".join(json.dumps(tool["function"]) for tool in tools)
+    if chat[0]["role"] == "system":
+        return [{**chat[0], "content": f"{chat[0]['content']}\n\n{described}"}, *chat[1:]]
+    return [{"role": "system", "content": described}, *chat]
 
 
 async def tokenize_text(tokenizer: Any, text: str) -> Prompt:

@@ -128,9 +128,12 @@ class SequentialEngine(Engine):
             pass
 
     async def render_prompt(
-        self, messages: Sequence[Message], template: TemplateOptions = DEFAULT_TEMPLATE
+        self,
+        messages: Sequence[Message],
+        template: TemplateOptions = DEFAULT_TEMPLATE,
+        tools: Sequence[dict[str, Any]] = (),
     ) -> Prompt:
-        return await render_chat(self._require_loaded().tokenizer, messages, template)
+        return await render_chat(self._require_loaded().tokenizer, messages, template, tools)
 
     async def tokenize(self, text: str) -> Prompt:
         return await tokenize_text(self._require_loaded().tokenizer, text)

@@ -26,15 +26,18 @@ from service.openai_schemas import (
     Choice,
     ChunkChoice,
     Delta,
+    FinishReason,
     ModelCard,
     ModelList,
     OpenAISampling,
     StreamOptions,
 )
+from service.openai_tools import template_tool_calls
 from service.routes.cancellation import with_cancellation
 from service.routes.deps import get_chat_service
 from service.routes.sse import SSE_RESPONSE_DOC, GenerationStream, json_data
 from service.schemas import ErrorResponse, Usage, stop_tuple
+from service.tool_calls import ToolCallText
 
 router = APIRouter(tags=["openai"])
 
@@ -99,7 +102,10 @@ async def chat_completions(
     request: Request,
 ) -> ChatCompletion | GenerationStream:
     model = served_model(service, body.model)
-    messages = [Message(role=m.chat_role, content=m.text()) for m in body.messages]
+    messages = [
+        Message(m.chat_role, m.text(), template_tool_calls(m.tool_calls), m.tool_call_id)
+        for m in body.messages
+    ]
     use_completion_tokens = body.max_completion_tokens is not None
     max_new_tokens = body.max_completion_tokens if use_completion_tokens else body.max_tokens
     length_field = "max_completion_tokens" if use_completion_tokens else "max_tokens"
@@ -109,9 +115,17 @@ async def chat_completions(
         continue_final_message=body.continue_final_message,
     )
     generation = await service.start(
-        messages, params, template, fit_to_context=max_new_tokens is None, param_name=length_field
+        messages,
+        params,
+        template,
+        fit_to_context=max_new_tokens is None,
+        param_name=length_field,
+        tools=[tool.model_dump(exclude_none=True) for tool in body.tools or []],
+        answer_schema=body.schema_text(),
+        schema_param="tools" if body.calls_tool() else "response_format",
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    tool_call = ToolCallText(body.called_function()) if body.calls_tool() else None
     if body.stream:
         options = body.stream_options or StreamOptions()
         chunks = _chunks(
@@ -119,15 +133,19 @@ async def chat_completions(
             completion_id,
             model,
             logprobs=bool(body.logprobs),
+            tool_call=tool_call,
             include_usage=options.include_usage,
             continuous_usage=options.include_usage and options.continuous_usage_stats,
         )
         return GenerationStream(chunks, generation, service.settings.sse_ping_interval)
 
     text, logprobs, done = await generation.whole_completion()
+    message = AssistantMessage(content=text)
+    if tool_call is not None:
+        message = AssistantMessage(content=None, tool_calls=[tool_call.call(text)])
     choice = Choice(
-        message=AssistantMessage(content=text),
-        finish_reason=done.finish_reason,
+        message=message,
+        finish_reason=_finish_reason(done.finish_reason, tool_call),
         logprobs=chat_logprobs(logprobs) if body.logprobs else None,
     )
     return ChatCompletion(id=completion_id, model=model, choices=[choice], usage=done.usage)
@@ -139,6 +157,7 @@ async def _chunks(
     model: str,
     *,
     logprobs: bool,
+    tool_call: ToolCallText | None,
     include_usage: bool,
     continuous_usage: bool,
 ) -> AsyncIterator[dict[str, str]]:
@@ -164,9 +183,11 @@ async def _chunks(
     yield chunk(Delta(role="assistant", content=""))
     try:
         async for delta in generation.deltas():
-            yield chunk(
-                Delta(content=delta.text), logprobs=chat_logprobs(delta.logprobs) if logprobs else None
-            )
+            found = chat_logprobs(delta.logprobs) if logprobs else None
+            if tool_call is None:
+                yield chunk(Delta(content=delta.text), logprobs=found)
+            elif calls := tool_call.feed(delta.text):
+                yield chunk(Delta(tool_calls=calls), logprobs=found)
     except APIError as exc:
         # As vLLM sends it: a plain data chunk with the error body, then [DONE]. The openai SDK raises
         # APIError for it (openai/_streaming.py: any chunk whose data has "error"), and parsers that
@@ -176,10 +197,17 @@ async def _chunks(
         return
     done = generation.done
     assert done is not None
-    yield chunk(Delta(), finish_reason=done.finish_reason)
+    yield chunk(Delta(), finish_reason=_finish_reason(done.finish_reason, tool_call))
     if include_usage:
         usage_chunk = ChatCompletionChunk(
             id=completion_id, created=created, model=model, choices=[], usage=done.usage
         )
         yield {"data": usage_chunk.model_dump_json()}
     yield {"data": "[DONE]"}
+
+
+def _finish_reason(finish_reason: str, tool_call: ToolCallText | None) -> FinishReason:
+    """A tool call that ended as its grammar did ends with ``tool_calls``; cut short, with ``length``."""
+    if tool_call is not None and finish_reason == "stop":
+        return "tool_calls"
+    return finish_reason  # type: ignore[return-value]

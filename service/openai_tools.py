@@ -1,0 +1,200 @@
+"""OpenAI's structured output and tool calling: ``response_format``, ``tools``, ``tool_choice``.
+
+Every one of them becomes a JSON schema that the engine decodes under (service.engine.grammar),
+so the answer parses and matches whatever the model: ``json_object`` is any object,
+``json_schema`` its schema, ``tool_choice: "required"`` one call of one of the tools
+(``{"name": ..., "arguments": ...}``) and a named function its ``parameters``. The answer's
+text then becomes ``tool_calls`` (service.tool_calls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_ANY_OBJECT: dict[str, Any] = {"type": "object"}
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field("response", max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(
+        None, alias="schema", description="The JSON schema (default: any object)."
+    )
+    strict: bool | None = Field(
+        None, description="Accepted; the schema is always enforced (constrained decoding)."
+    )
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_json_schema(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a json_schema: {'name': ..., 'schema': {...}}")
+        return self
+
+    def answer_schema(self) -> dict[str, Any] | None:
+        """The schema the answer must match; None for plain text."""
+        if self.type == "json_object":
+            return _ANY_OBJECT
+        if self.type == "json_schema" and self.json_schema is not None:
+            return self.json_schema.schema_ if self.json_schema.schema_ is not None else _ANY_OBJECT
+        return None
+
+
+class FunctionDefinition(BaseModel):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(None, description="A JSON schema (default: no arguments).")
+    strict: bool | None = Field(None, description="Accepted; the parameters are always enforced.")
+
+    def parameters_schema(self) -> dict[str, Any]:
+        if self.parameters is None:
+            return {"type": "object", "properties": {}, "additionalProperties": False}
+        return self.parameters
+
+
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: FunctionName
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class ToolsRequest(BaseModel):
+    """The chat request's fields for structured output and tools, checked together."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tools: list[Tool] | None = Field(None, max_length=128)
+    tool_choice: ToolChoice | None = Field(
+        None,
+        description="'required' or a named function: the answer is a call (constrained decoding, any model); "
+        "'none': text. 'auto' (the default with tools) is not supported yet: a 400 that says so.",
+    )
+    parallel_tool_calls: bool | None = Field(None, description="Accepted: an answer makes one call.")
+    response_format: ResponseFormat | None = None
+
+    @model_validator(mode="after")
+    def _choice_names_a_tool(self) -> ToolsRequest:
+        choice = self.tool_choice
+        names = [tool.function.name for tool in self.tools or []]
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(
+                f"tool_choice names {choice.function.name!r}, which is not among the tools {names}"
+            )
+        if choice == "required" and not names:
+            raise ValueError("tool_choice 'required' needs tools")
+        if self.calls_tool() and self.response_format is not None and self.response_format.type != "text":
+            raise ValueError("a tool call and a response_format cannot both shape the answer: send one")
+        if names and choice in (None, "auto"):
+            raise ValueError(
+                "tool_choice 'auto' (the model decides whether to call) is not supported yet: send "
+                "'required' or a named function (the call is then always valid), or 'none'"
+            )
+        return self
+
+    def calls_tool(self) -> bool:
+        return bool(self.tools) and self.tool_choice not in (None, "none", "auto")
+
+    def called_function(self) -> str | None:
+        """The function a named tool_choice calls; None for 'required' (the model picks)."""
+        return self.tool_choice.function.name if isinstance(self.tool_choice, NamedToolChoice) else None
+
+    def answer_schema(self) -> dict[str, Any] | None:
+        """The JSON schema the answer is decoded under, or None for free text."""
+        if not self.calls_tool():
+            return self.response_format.answer_schema() if self.response_format else None
+        tools = self.tools or []
+        named = self.called_function()
+        if named is not None:
+            return next(tool.function for tool in tools if tool.function.name == named).parameters_schema()
+        calls = [_call_schema(tool.function) for tool in tools]
+        return calls[0] if len(calls) == 1 else {"anyOf": calls}
+
+    def schema_text(self) -> str | None:
+        schema = self.answer_schema()
+        return None if schema is None else json.dumps(closed_objects(schema))
+
+
+# Values that are data, not schemas: left as they are.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+
+
+def closed_objects(schema: Any) -> Any:
+    """``schema`` with every object that names its properties and says nothing of others closed
+    (``additionalProperties: false``): the answer has the keys the client listed, which is what
+    OpenAI's strict mode asks clients to write, and what keeps a small model from inventing keys
+    until ``max_tokens``. A schema that sets ``additionalProperties`` keeps its own."""
+    if isinstance(schema, list):
+        return [closed_objects(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: value if key in _DATA_KEYWORDS else closed_objects(value) for key, value in schema.items()}
+    if "properties" in closed and "additionalProperties" not in closed:
+        closed["additionalProperties"] = False
+    return closed
+
+
+def _call_schema(function: FunctionDefinition) -> dict[str, Any]:
+    """One call of ``function``, name first (so a stream can name the call before its arguments)."""
+    return {
+        "type": "object",
+        "properties": {"name": {"const": function.name}, "arguments": function.parameters_schema()},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionCallDelta(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(BaseModel):
+    index: int = 0
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
+
+
+def template_tool_calls(calls: list[dict[str, Any]] | None) -> tuple[dict[str, Any], ...]:
+    """An assistant message's ``tool_calls`` as chat templates take them: arguments as an object
+    (OpenAI sends them as JSON text)."""
+    converted = []
+    for call in calls or []:
+        function = dict(call.get("function") or {})
+        if isinstance(function.get("arguments"), str):
+            with contextlib.suppress(ValueError):  # not JSON: the template gets the text as it came
+                function["arguments"] = json.loads(function["arguments"])
+        converted.append({"type": "function", "id": call.get("id"), "function": function})
+    return tuple(converted)
