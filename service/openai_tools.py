@@ -13,7 +13,7 @@ import contextlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
@@ -87,30 +87,37 @@ class ToolsRequest(BaseModel):
     tools: list[Tool] | None = Field(None, max_length=128)
     tool_choice: ToolChoice | None = Field(
         None,
+        validate_default=True,
         description="'required' or a named function: the answer is a call (constrained decoding, any model); "
         "'none': text. 'auto' (the default with tools) is not supported yet: a 400 that says so.",
     )
     parallel_tool_calls: bool | None = Field(None, description="Accepted: an answer makes one call.")
     response_format: ResponseFormat | None = None
 
-    @model_validator(mode="after")
-    def _choice_names_a_tool(self) -> ToolsRequest:
-        choice = self.tool_choice
-        names = [tool.function.name for tool in self.tools or []]
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_fits_the_tools(cls, choice: ToolChoice | None, info: ValidationInfo) -> ToolChoice | None:
+        names = [tool.function.name for tool in info.data.get("tools") or []]
         if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
-            raise ValueError(
-                f"tool_choice names {choice.function.name!r}, which is not among the tools {names}"
-            )
+            raise ValueError(f"it names {choice.function.name!r}, which is not among the tools {names}")
         if choice == "required" and not names:
-            raise ValueError("tool_choice 'required' needs tools")
-        if self.calls_tool() and self.response_format is not None and self.response_format.type != "text":
-            raise ValueError("a tool call and a response_format cannot both shape the answer: send one")
+            raise ValueError("'required' needs tools")
         if names and choice in (None, "auto"):
             raise ValueError(
-                "tool_choice 'auto' (the model decides whether to call) is not supported yet: send "
-                "'required' or a named function (the call is then always valid), or 'none'"
+                "'auto' (the model decides whether to call, the default with tools) is not supported yet: "
+                "send 'required' or a named function (the call is then always valid), or 'none'"
             )
-        return self
+        return choice
+
+    @field_validator("response_format")
+    @classmethod
+    def _one_shape(
+        cls, response_format: ResponseFormat | None, info: ValidationInfo
+    ) -> ResponseFormat | None:
+        calls = info.data.get("tools") and info.data.get("tool_choice") not in (None, "none", "auto")
+        if calls and response_format is not None and response_format.type != "text":
+            raise ValueError("a tool call and a JSON response_format cannot both shape the answer: send one")
+        return response_format
 
     def calls_tool(self) -> bool:
         return bool(self.tools) and self.tool_choice not in (None, "none", "auto")

@@ -43,8 +43,7 @@ _CLOSING_CHARACTERS = _FIRST + "".join(
         key=lambda c: not c.isalnum(),
     )
 )
-_SEARCH_STEPS = 5000  # try_consume calls per search: bounded work, on a schema of any shape
-_SEARCH_DEPTH = 512
+_SEARCH_STEPS = 50_000  # candidates tried per search (0.4 us each): bounded work, on a schema of any shape
 # Within this many tokens of the end, every sampled token is checked to leave a completion.
 _CHECK_MARGIN = 64
 
@@ -52,10 +51,15 @@ _CHECK_MARGIN = 64
 class JsonGrammar(OutputGrammar):
     """A compiled grammar; :meth:`matcher` starts a request on it."""
 
-    def __init__(self, compiler: GrammarCompiler, matcher: llguidance.LLMatcher, shortest: list[int]) -> None:
+    def __init__(
+        self, compiler: GrammarCompiler, matcher: llguidance.LLMatcher, shortest: list[int] | None
+    ) -> None:
         self.compiler = compiler
         self._initial = matcher
-        self.shortest_tokens = len(shortest)
+        # A schema whose answers the bounded search cannot complete (a string "pattern", which JSON
+        # Schema matches anywhere in the string) is still enforced, but max_tokens may cut it.
+        self.completes_when_cut = shortest is not None
+        self.shortest_tokens = len(shortest) if shortest is not None else 0
 
     def matcher(self) -> llguidance.LLMatcher:
         return self._initial.deep_copy()
@@ -100,12 +104,7 @@ class GrammarCompiler:
             raise InvalidPromptError(
                 f"the JSON schema cannot be used: {matcher.get_error()}", param="response_format"
             )
-        shortest = self.completion(matcher)
-        if shortest is None:
-            raise InvalidPromptError(
-                "the JSON schema admits no answer this server can complete", param="response_format"
-            )
-        return JsonGrammar(self, matcher, shortest)
+        return JsonGrammar(self, matcher, self.completion(matcher))
 
     def _llg_tokenizer(self) -> llguidance.LLTokenizer:
         """Built on first use (0.4 s for SmolLM2's vocabulary), not at start-up."""
@@ -121,33 +120,31 @@ class GrammarCompiler:
 
     def completion(self, matcher: llguidance.LLMatcher) -> list[int] | None:
         """A short sequence of tokens that completes the grammar from the matcher's state (it is
-        left as it was), or None if a bounded search finds none. Searches one character at a time,
-        closing what is open first, then takes the tokenizer's own (shorter) tokens for that text
-        where the grammar allows them."""
+        left as it was), or None if a bounded search finds none. A depth-first search one
+        character at a time, closing what is open first; then the tokenizer's own (shorter)
+        tokens for that text, where the grammar takes them."""
         tokenizer = self._llg_tokenizer()
+        candidates = self._closing_tokens
         search = matcher.deep_copy()
         path: list[int] = []
-        steps_left = _SEARCH_STEPS
-
-        def extend(depth: int) -> bool:
-            nonlocal steps_left
+        tried: list[int] = [0]  # per depth: how many candidates have been tried there
+        for _ in range(_SEARCH_STEPS):
             if search.is_accepting():
-                return True
-            if depth >= _SEARCH_DEPTH:
-                return False
-            for token in self._closing_tokens:
-                steps_left -= 1
-                if steps_left < 0:
-                    return False
-                if search.try_consume_tokens([token]) == 1:
-                    path.append(token)
-                    if extend(depth + 1):
-                        return True
-                    path.pop()
-                    search.rollback(1)
-            return False
-
-        if not extend(0):
+                break
+            depth = len(path)
+            if tried[depth] == len(candidates):  # a dead end: back up
+                if not path:
+                    return None
+                path.pop()
+                tried.pop()
+                search.rollback(1)
+                continue
+            token = candidates[tried[depth]]
+            tried[depth] += 1
+            if search.try_consume_tokens([token]) == 1:
+                path.append(token)
+                tried.append(0)
+        else:
             return None
         shorter = tokenizer.tokenize_str(tokenizer.decode_str(path))
         check = matcher.deep_copy()
@@ -170,6 +167,7 @@ class ConstrainedRow:
         self._tokens_left = max_new_tokens
         self._closing: list[int] = []  # forced: the completion that still fits
         self._last_completion = grammar.shortest_tokens
+        self._completes_when_cut = grammar.completes_when_cut
         words = (grammar.compiler.vocab_size + 31) // 32
         self._bitmask = torch.zeros(words, dtype=torch.int32)
         self._shifts = torch.arange(32, dtype=torch.int32)
@@ -194,7 +192,11 @@ class ConstrainedRow:
             self._matcher.consume_token(forced)
             return forced
         self._matcher.consume_token(token)
-        if self._matcher.is_stopped() or self._tokens_left > self._last_completion + _CHECK_MARGIN:
+        if (
+            not self._completes_when_cut
+            or self._matcher.is_stopped()
+            or self._tokens_left > self._last_completion + _CHECK_MARGIN
+        ):
             return token
         completion = self._compiler.completion(self._matcher)
         if completion is not None and len(completion) <= self._tokens_left:

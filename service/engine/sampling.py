@@ -53,8 +53,14 @@ def gumbel_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
     for _ in range(2):
         x = ((x ^ (x >> 16)) * 0x45D9F3B) & _MASK32
     x = x ^ (x >> 16)
-    uniform = ((x >> 8).to(torch.float32) + 0.5) / float(1 << 24)  # in (0, 1), exactly
-    return -torch.log(-torch.log(uniform))
+    return -torch.log(-torch.log(uniform_from_bits(x)))
+
+
+def uniform_from_bits(bits: torch.Tensor) -> torch.Tensor:
+    """Uniform in (0, 1) from 32-bit integers, strictly below 1 in float32: 23 bits plus a half
+    fit float32's 24-bit mantissa. (24 bits did not: the top value rounded to 1.0, its noise was
+    +inf, and about one step in 300 sampled an arbitrary token, or a masked one.)"""
+    return ((bits >> 9).to(torch.float32) + 0.5) / float(1 << 23)
 
 
 def sampling_distribution(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from service.engine.sampling import apply_sampling, gumbel_noise, noise_key
+from service.engine.sampling import apply_sampling, gumbel_noise, noise_key, uniform_from_bits
 
 LOGITS = torch.tensor([[2.0, 1.0, 0.0, -1.0, -3.0]])
 
@@ -72,3 +72,13 @@ def test_top_k_and_min_p_keep_only_the_likeliest_tokens() -> None:
     assert torch.isinf(kept_by_p[0, 2:]).all()  # 0.15 and 0.05 are under half of 0.5
     assert torch.isfinite(kept_by_p[0, :2]).all()
     assert torch.isfinite(kept_by_p[1]).all()  # min_p=0: off
+
+
+def test_the_uniform_draws_stay_inside_0_1_even_at_the_extreme_bits() -> None:
+    extremes = torch.tensor([0, 1, 2**31, 2**32 - 2, 2**32 - 1], dtype=torch.int64)
+
+    uniform = uniform_from_bits(extremes)
+
+    assert bool((uniform > 0).all())
+    assert bool((uniform < 1).all())
+    assert bool(torch.isfinite(-torch.log(-torch.log(uniform))).all())  # the Gumbel noise is finite

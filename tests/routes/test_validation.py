@@ -109,12 +109,54 @@ OPENAI_CASES: list[tuple[str, Any, int, str]] = [
     ),
     # OpenAI fields this server cannot honour are refused by name, never silently ignored.
     (
-        "tools",
+        "tools with tool_choice auto",
         {"messages": GOOD_MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]},
         400,
-        "tools",
+        "tool_choice: Value error, 'auto'",
     ),
-    ("tool_choice required", {"messages": GOOD_MESSAGES, "tool_choice": "required"}, 400, "tool_choice"),
+    (
+        "tool_choice required without tools",
+        {"messages": GOOD_MESSAGES, "tool_choice": "required"},
+        400,
+        "needs tools",
+    ),
+    (
+        "tool_choice naming another tool",
+        {
+            "messages": GOOD_MESSAGES,
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": {"type": "function", "function": {"name": "g"}},
+        },
+        400,
+        "'g', which is not among the tools ['f']",
+    ),
+    (
+        "a tool call and a JSON response_format",
+        {
+            "messages": GOOD_MESSAGES,
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": "required",
+            "response_format": {"type": "json_object"},
+        },
+        400,
+        "cannot both shape the answer",
+    ),
+    (
+        "a tool name with spaces",
+        {
+            "messages": GOOD_MESSAGES,
+            "tools": [{"type": "function", "function": {"name": "a b"}}],
+            "tool_choice": "none",
+        },
+        400,
+        "tools.0.function.name",
+    ),
+    (
+        "a JSON answer with ignore_eos",
+        {"messages": GOOD_MESSAGES, "response_format": {"type": "json_object"}, "ignore_eos": True},
+        400,
+        "ignore_eos and min_tokens cannot be combined",
+    ),
     ("functions (legacy tools)", {"messages": GOOD_MESSAGES, "functions": [{"name": "f"}]}, 400, "functions"),
     (
         "top_logprobs without logprobs",
@@ -130,16 +172,16 @@ OPENAI_CASES: list[tuple[str, Any, int, str]] = [
     ),
     ("logprobs not a boolean", {"messages": GOOD_MESSAGES, "logprobs": "yes"}, 400, "logprobs"),
     (
-        "response_format json_object",
-        {"messages": GOOD_MESSAGES, "response_format": {"type": "json_object"}},
+        "response_format of another type",
+        {"messages": GOOD_MESSAGES, "response_format": {"type": "xml"}},
         400,
-        "response_format",
+        "response_format.type",
     ),
     (
-        "response_format json_schema",
-        {"messages": GOOD_MESSAGES, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+        "response_format json_schema without one",
+        {"messages": GOOD_MESSAGES, "response_format": {"type": "json_schema"}},
         400,
-        "response_format",
+        "needs a json_schema",
     ),
     ("unknown role", {"messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages.0.role"),
     (
