@@ -2,13 +2,14 @@
 
 - ``engine``: raw generate, our engines and ``transformers serve`` side by side (loadtest/bench/engine.py);
 - ``stream``: one stream, in-process and served, across thread counts (loadtest/bench/stream.py);
-- ``client``: how many streams one load-tester process times faithfully (loadtest/bench/client.py).
+- ``client``: how many streams one load-tester process times faithfully (loadtest/bench/client.py);
+- ``grammar``: constrained decoding against free text, alone and batched (loadtest/bench/grammar.py).
 """
 
 import importlib
 import sys
 
-BENCHMARKS = ("engine", "stream", "client")
+BENCHMARKS = ("engine", "stream", "client", "grammar")
 
 
 def main(argv: list[str]) -> int:
