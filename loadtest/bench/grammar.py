@@ -19,6 +19,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,27 +50,53 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _one(http: httpx.AsyncClient, tokens: int, constrained: bool, seed: int) -> tuple[int, bool]:
-    body: dict[str, Any] = {"messages": _PROMPT, "max_tokens": tokens, "temperature": 0.8, "seed": seed}
+async def _one(http: httpx.AsyncClient, tokens: int, constrained: bool, seed: int) -> tuple[int, float, bool]:
+    """One streamed request: its completion tokens, its time per output token after the first, and
+    (for JSON) whether the answer parsed."""
+    body: dict[str, Any] = {
+        "messages": _PROMPT,
+        "max_tokens": tokens,
+        "temperature": 0.8,
+        "seed": seed,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     if constrained:
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "story", "schema": _SCHEMA}}
     else:
         body["ignore_eos"] = True
-    response = await http.post("/v1/chat/completions", json=body)
-    response.raise_for_status()
-    answer = response.json()
-    text = answer["choices"][0]["message"]["content"]
+    text, first_at, last_at, generated = "", 0.0, 0.0, 0
+    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line.removeprefix("data: "))
+            if chunk.get("usage"):
+                generated = int(chunk["usage"]["completion_tokens"])
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                last_at = time.perf_counter()
+                first_at = first_at or last_at
+                text += chunk["choices"][0]["delta"]["content"]
     valid = True
     if constrained:
         try:
             valid = isinstance(json.loads(text)["story"], str)
         except (ValueError, KeyError, TypeError):
             valid = False
-    return int(answer["usage"]["completion_tokens"]), valid
+    return generated, (last_at - first_at) / max(1, generated - 1), valid
 
 
-async def _level(url: str, streams: int, shape: str, tokens: int, seed: int) -> tuple[float, list[int], int]:
-    """Aggregate tokens/s of ``streams`` requests at once, the JSON answers' lengths, how many were valid."""
+@dataclass
+class LevelResult:
+    tokens_per_s: float  # aggregate
+    tpot_s: dict[bool, list[float]]  # per request, by constrained
+    json_lengths: list[int]
+    json_valid: int
+
+
+async def _level(url: str, streams: int, shape: str, tokens: int, seed: int) -> LevelResult:
+    """``streams`` requests at once, all free text, all JSON, or half and half."""
     constrained = [shape == "json" or (shape == "half" and row % 2 == 1) for row in range(streams)]
     async with httpx.AsyncClient(base_url=url, timeout=600) as http:
         started = time.perf_counter()
@@ -77,9 +104,16 @@ async def _level(url: str, streams: int, shape: str, tokens: int, seed: int) -> 
             *(_one(http, tokens, is_json, seed + row) for row, is_json in enumerate(constrained))
         )
         elapsed = time.perf_counter() - started
-    generated = sum(count for count, _ in results)
+    tpot: dict[bool, list[float]] = {True: [], False: []}
+    for (_, per_token, _), is_json in zip(results, constrained, strict=True):
+        tpot[is_json].append(per_token)
     json_answers = [result for result, is_json in zip(results, constrained, strict=True) if is_json]
-    return generated / elapsed, [count for count, _ in json_answers], sum(ok for _, ok in json_answers)
+    return LevelResult(
+        sum(count for count, _, _ in results) / elapsed,
+        tpot,
+        [count for count, _, _ in json_answers],
+        sum(ok for _, _, ok in json_answers),
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -89,48 +123,67 @@ def main(argv: list[str]) -> int:
         f"python -m service --model {args.model} --engine {args.engine} --torch-threads {args.threads} "
         f"--max-concurrency {max(levels)}"
     )
-    rates: dict[tuple[int, str], list[float]] = {}
-    lengths: list[int] = []
-    valid = 0
+    results: dict[tuple[int, str], list[LevelResult]] = {}
     with spawn_server(command, args.out / "server.log") as server:
         for round_number in range(args.rounds):
             for streams in levels:
                 for shape in SHAPES if streams > 1 else SHAPES[:2]:
-                    seed = round_number * 100
-                    rate, json_lengths, ok = asyncio.run(
-                        _level(server.url, streams, shape, args.tokens, seed)
-                    )
-                    rates.setdefault((streams, shape), []).append(rate)
-                    lengths, valid = lengths + json_lengths, valid + ok
+                    result = asyncio.run(_level(server.url, streams, shape, args.tokens, round_number * 100))
+                    results.setdefault((streams, shape), []).append(result)
                     print(
-                        f"round {round_number + 1} c{streams} {shape}: {rate:.1f} tokens/s", file=sys.stderr
+                        f"round {round_number + 1} c{streams} {shape}: {result.tokens_per_s:.1f} tokens/s",
+                        file=sys.stderr,
                     )
-    lines = [
-        f"Constrained decoding, {args.model}, engine {args.engine}, {args.threads} threads, "
-        f"{args.tokens} tokens a request, medians of {args.rounds} interleaved rounds "
-        f"(`python -m loadtest.bench grammar {' '.join(argv)}`).",
-        "",
-        "| streams | free text tok/s | JSON tok/s | JSON / free | half JSON tok/s | half / free |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for streams in levels:
-        free = statistics.median(rates[(streams, "free")])
-        constrained = statistics.median(rates[(streams, "json")])
-        half = rates.get((streams, "half"))
-        half_cells = (
-            f"{statistics.median(half):.1f} | {statistics.median(half) / free:.2f}" if half else "- | -"
-        )
-        lines.append(
-            f"| {streams} | {free:.1f} | {constrained:.1f} | {constrained / free:.2f} | {half_cells} |"
-        )
-    mean_length = statistics.mean(lengths) if lengths else 0
-    lines += [
-        "",
-        f"JSON answers that parsed and matched the schema: {valid} of {len(lengths)}; their mean length "
-        f"{mean_length:.1f} tokens (free text: {args.tokens}).",
-    ]
-    report = "\n".join(lines)
+    report = _report(args, argv, levels, results)
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "grammar-bench.md").write_text(report + "\n")
-    return 0 if valid == len(lengths) else 1
+    answers = [result for runs in results.values() for result in runs]
+    return 0 if all(result.json_valid == len(result.json_lengths) for result in answers) else 1
+
+
+def _report(
+    args: argparse.Namespace,
+    argv: list[str],
+    levels: list[int],
+    results: dict[tuple[int, str], list[LevelResult]],
+) -> str:
+    def rate(streams: int, shape: str) -> float:
+        return statistics.median(result.tokens_per_s for result in results[(streams, shape)])
+
+    def tpot_ms(streams: int, shape: str, constrained: bool) -> float:
+        return 1000 * statistics.median(
+            t for result in results[(streams, shape)] for t in result.tpot_s[constrained]
+        )
+
+    lines = [
+        f"Constrained decoding, {args.model}, engine {args.engine}, {args.threads} threads, "
+        f"up to {args.tokens} tokens a request, temperature 0.8, medians of {args.rounds} interleaved rounds "
+        f"(`python -m loadtest.bench grammar {' '.join(argv)}`).",
+        "",
+        "TPOT: time per output token after the first, per request (the decode step's cost, whatever "
+        "the answer's length); tokens/s: aggregate over the level.",
+        "",
+        "| streams | free TPOT ms | JSON TPOT ms | JSON / free | mixed: free TPOT | mixed: JSON TPOT "
+        "| free tok/s | JSON tok/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for streams in levels:
+        free, constrained = tpot_ms(streams, "free", False), tpot_ms(streams, "json", True)
+        mixed = (
+            f"{tpot_ms(streams, 'half', False):.1f} | {tpot_ms(streams, 'half', True):.1f}"
+            if (streams, "half") in results
+            else "- | -"
+        )
+        lines.append(
+            f"| {streams} | {free:.1f} | {constrained:.1f} | {constrained / free:.2f} | {mixed} "
+            f"| {rate(streams, 'free'):.1f} | {rate(streams, 'json'):.1f} |"
+        )
+    lengths = [n for runs in results.values() for result in runs for n in result.json_lengths]
+    valid = sum(result.json_valid for runs in results.values() for result in runs)
+    lines += [
+        "",
+        f"JSON answers that parsed and matched the schema: {valid} of {len(lengths)}; their mean length "
+        f"{statistics.mean(lengths):.1f} tokens (free text: {args.tokens}, ignore_eos).",
+    ]
+    return "\n".join(lines)

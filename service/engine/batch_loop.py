@@ -197,9 +197,9 @@ class BatchLoop:
             distribution = sampling_distribution(
                 distribution,
                 torch.tensor([request.temperature for request in requests], device=device),
-                torch.tensor([request.top_p for request in requests], device=device),
-                torch.tensor([request.top_k for request in requests], device=device),
-                torch.tensor([request.min_p for request in requests], device=device),
+                _per_row([request.top_p for request in requests], 1.0, device),
+                _per_row([request.top_k for request in requests], 0, device),
+                _per_row([request.min_p for request in requests], 0.0, device),
             )
             keys = torch.tensor([request.noise_key() for request in requests], device=device)
             scores = add_gumbel_noise(distribution, keys)
@@ -225,6 +225,11 @@ class BatchLoop:
             if not finished and not request.cancelled:
                 keep.append(row)
         batch.keep(keep)
+
+
+def _per_row(values: list[float] | list[int], off: float, device: torch.device) -> torch.Tensor | None:
+    """A sampling filter's values per row; None when every row has it off (the filter is skipped)."""
+    return None if all(value == off for value in values) else torch.tensor(values, device=device)
 
 
 def _logprobs(
