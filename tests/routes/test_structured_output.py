@@ -124,7 +124,9 @@ def test_a_tool_call_round_trip(sdk: openai.OpenAI) -> None:
 
     assert answered.choices[0].finish_reason == "stop"
     final = answered.choices[0].message.content or ""
-    assert "sunny" in final.lower()  # the model read the tool's result: "...is sunny, ... 21 degrees Celsius."
+    assert (
+        "sunny" in final.lower()
+    )  # the model read the tool's result: "...is sunny, ... 21 degrees Celsius."
     assert "21" in final
 
 
