@@ -137,6 +137,7 @@ class ChatService:
         param_name: str = "max_new_tokens",
         tools: Sequence[dict[str, Any]] = (),
         answer_schema: str | None = None,
+        text_allowed: bool = False,
         schema_param: str = "response_format",
     ) -> ChatGeneration:
         """Check the request against the model and admit it; its generation waits for a slot in ``texts()``.
@@ -146,7 +147,7 @@ class ChatService:
         refusing a long prompt for a default it never asked for. ``param_name``: the length field
         the client sent, for the error message. ``tools`` go to the chat template; with
         ``answer_schema`` (JSON text) the answer is decoded under it (``schema_param``: the field
-        it came from, for the error message).
+        it came from, for the error message); with ``text_allowed``, under it or as free text.
 
         Raises :class:`APIError`: 400 for a prompt the model cannot take, 429 when
         the queue is full, 503 while loading or draining.
@@ -155,16 +156,17 @@ class ChatService:
         self._refuse_now()
         await self._refuse_far_too_long(messages)
         if answer_schema is not None:
-            params = dataclasses.replace(params, grammar=await self._compile(answer_schema, schema_param))
+            grammar = await self._compile(answer_schema, text_allowed, schema_param)
+            params = dataclasses.replace(params, grammar=grammar)
         try:
             prompt = await self.engine.render_prompt(messages, template, tools)
         except InvalidPromptError as exc:
             raise ErrorCode.INVALID_MESSAGES.error(str(exc), param=exc.param) from exc
         return self._admit(prompt, params, arrival, fit_to_context, param_name)
 
-    async def _compile(self, schema: str, param: str) -> OutputGrammar:
+    async def _compile(self, schema: str, text_allowed: bool, param: str) -> OutputGrammar:
         try:
-            return await self.engine.compile_json_schema(schema)
+            return await self.engine.compile_json_schema(schema, text_allowed)
         except InvalidPromptError as exc:
             raise ErrorCode.INVALID_SCHEMA.error(str(exc), param=param) from exc
 

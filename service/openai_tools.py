@@ -88,8 +88,8 @@ class ToolsRequest(BaseModel):
     tool_choice: ToolChoice | None = Field(
         None,
         validate_default=True,
-        description="'required' or a named function: the answer is a call (constrained decoding, any model); "
-        "'none': text. 'auto' (the default with tools) is not supported yet: a 400 that says so.",
+        description="'auto' (the default with tools): text or a call, the model decides; 'required' or a "
+        "named function: a call; 'none': text. A call is always valid (constrained decoding, any model).",
     )
     parallel_tool_calls: bool | None = Field(None, description="Accepted: an answer makes one call.")
     response_format: ResponseFormat | None = None
@@ -102,11 +102,6 @@ class ToolsRequest(BaseModel):
             raise ValueError(f"it names {choice.function.name!r}, which is not among the tools {names}")
         if choice == "required" and not names:
             raise ValueError("'required' needs tools")
-        if names and choice in (None, "auto"):
-            raise ValueError(
-                "'auto' (the model decides whether to call, the default with tools) is not supported yet: "
-                "send 'required' or a named function (the call is then always valid), or 'none'"
-            )
         return choice
 
     @field_validator("response_format")
@@ -114,26 +109,33 @@ class ToolsRequest(BaseModel):
     def _one_shape(
         cls, response_format: ResponseFormat | None, info: ValidationInfo
     ) -> ResponseFormat | None:
-        calls = info.data.get("tools") and info.data.get("tool_choice") not in (None, "none", "auto")
+        calls = info.data.get("tools") and info.data.get("tool_choice") != "none"
         if calls and response_format is not None and response_format.type != "text":
             raise ValueError("a tool call and a JSON response_format cannot both shape the answer: send one")
         return response_format
 
-    def calls_tool(self) -> bool:
-        return bool(self.tools) and self.tool_choice not in (None, "none", "auto")
+    def tool_mode(self) -> Literal["none", "auto", "required", "named"]:
+        """How the answer relates to the tools: none (text), auto (text or a call), a call."""
+        if not self.tools or self.tool_choice == "none":
+            return "none"
+        if self.tool_choice in (None, "auto"):
+            return "auto"
+        return "required" if self.tool_choice == "required" else "named"
 
     def called_function(self) -> str | None:
         """The function a named tool_choice calls; None for 'required' (the model picks)."""
         return self.tool_choice.function.name if isinstance(self.tool_choice, NamedToolChoice) else None
 
     def answer_schema(self) -> dict[str, Any] | None:
-        """The JSON schema the answer is decoded under, or None for free text."""
-        if not self.calls_tool():
+        """The JSON schema the answer is decoded under (with "auto": or free text), or None."""
+        mode = self.tool_mode()
+        if mode == "none":
             return self.response_format.answer_schema() if self.response_format else None
         tools = self.tools or []
-        named = self.called_function()
-        if named is not None:
-            return next(tool.function for tool in tools if tool.function.name == named).parameters_schema()
+        if mode == "named":
+            return next(
+                tool.function for tool in tools if tool.function.name == self.called_function()
+            ).parameters_schema()
         calls = [_call_schema(tool.function) for tool in tools]
         return calls[0] if len(calls) == 1 else {"anyOf": calls}
 

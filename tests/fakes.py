@@ -65,7 +65,7 @@ class ScriptedEngine(Engine):
     async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
         return 0
 
-    async def compile_json_schema(self, schema: str) -> OutputGrammar:
+    async def compile_json_schema(self, schema: str, text_allowed: bool = False) -> OutputGrammar:
         raise InvalidPromptError("the scripted engine writes no JSON", param="response_format")
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:

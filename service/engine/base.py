@@ -267,9 +267,10 @@ class Engine(ABC):
         :class:`InvalidPromptError`."""
 
     @abstractmethod
-    async def compile_json_schema(self, schema: str) -> OutputGrammar:
+    async def compile_json_schema(self, schema: str, text_allowed: bool = False) -> OutputGrammar:
         """The grammar of JSON text that matches ``schema`` (JSON text), compiled off the event loop
-        and cached. Raises :class:`InvalidPromptError` for a schema the grammar library rejects."""
+        and cached; with ``text_allowed``, of that or free text (a call the model may make).
+        Raises :class:`InvalidPromptError` for a schema the grammar library rejects."""
 
     @abstractmethod
     async def tokenize(self, text: str) -> Prompt:

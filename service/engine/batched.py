@@ -101,10 +101,10 @@ class BatchedEngine(Engine):
             raise EngineError(f"engine is not ready: {self.status.reason}")
         return await tokenize_text(self._loaded.tokenizer, text)
 
-    async def compile_json_schema(self, schema: str) -> OutputGrammar:
+    async def compile_json_schema(self, schema: str, text_allowed: bool = False) -> OutputGrammar:
         if self._loaded is None:
             raise EngineError(f"engine is not ready: {self.status.reason}")
-        return await self._loaded.grammars.compile(schema)
+        return await self._loaded.grammars.compile(schema, text_allowed)
 
     async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
         if self._loaded is None:

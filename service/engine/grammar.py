@@ -15,6 +15,7 @@ completion it found instead (``finish_reason`` is then ``length``, but the JSON 
 from __future__ import annotations
 
 import asyncio
+import json
 import string
 import threading
 from collections import OrderedDict
@@ -74,27 +75,33 @@ class GrammarCompiler:
         self.vocab_size = vocab_size  # the model's logits; the tokenizer may have fewer
         self._tokenizer: llguidance.LLTokenizer | None = None
         self._closing_tokens: list[int] = []
-        self._cache: OrderedDict[str, JsonGrammar] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, bool], JsonGrammar] = OrderedDict()
         self._lock = threading.Lock()
 
-    async def compile(self, schema: str) -> JsonGrammar:
-        """Raises :class:`InvalidPromptError` naming what the library rejected."""
+    async def compile(self, schema: str, text_allowed: bool = False) -> JsonGrammar:
+        """JSON text matching ``schema``; with ``text_allowed``, either that or free text (a tool
+        call the model may make, ``tool_choice: "auto"``). Raises :class:`InvalidPromptError`
+        naming what the library rejected."""
+        key = (schema, text_allowed)
         with self._lock:
-            if schema in self._cache:
-                self._cache.move_to_end(schema)
-                return self._cache[schema]
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         # llguidance drops the GIL while it builds the grammar: the event loop keeps serving.
-        grammar = await asyncio.to_thread(self._compile, schema)
+        grammar = await asyncio.to_thread(self._compile, schema, text_allowed)
         with self._lock:
-            self._cache[schema] = grammar
+            self._cache[key] = grammar
             while len(self._cache) > _CACHED_GRAMMARS:
                 self._cache.popitem(last=False)
         return grammar
 
-    def _compile(self, schema: str) -> JsonGrammar:
+    def _compile(self, schema: str, text_allowed: bool) -> JsonGrammar:
         tokenizer = self._llg_tokenizer()
         try:
-            grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=_JSON_DEFAULTS)
+            if text_allowed:
+                grammar = llguidance.LLMatcher.grammar_from_lark(self._call_or_text(json.loads(schema)))
+            else:
+                grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=_JSON_DEFAULTS)
         except ValueError as exc:
             raise InvalidPromptError(
                 f"the JSON schema is not valid JSON: {exc}", param="response_format"
@@ -105,6 +112,19 @@ class GrammarCompiler:
                 f"the JSON schema cannot be used: {matcher.get_error()}", param="response_format"
             )
         return JsonGrammar(self, matcher, self.completion(matcher))
+
+    def _call_or_text(self, call: dict[str, Any]) -> str:
+        """A Lark grammar (llguidance's dialect): a call matching ``call`` as JSON, or free text
+        that does not start like one (nor with whitespace, so that a call is told apart by the
+        answer's first character). A model whose tokenizer has Mistral's ``[TOOL_CALLS]``
+        may also write its own format: that token, then a JSON array of calls."""
+        compact = {"x-guidance": _JSON_DEFAULTS}
+        calls = [f"%json {json.dumps({**call, **compact})}"]
+        marker = self._hf_tokenizer.convert_tokens_to_ids("[TOOL_CALLS]")
+        if isinstance(marker, int) and marker != self._hf_tokenizer.unk_token_id:
+            array = {"type": "array", "items": call, "minItems": 1, **compact}
+            calls.append(f'<[{marker}]> " "? %json {json.dumps(array)}')
+        return "\n".join(["start: call | TEXT", f"call: {' | '.join(calls)}", r"TEXT: /[^\[{\s][\s\S]*/"])
 
     def _llg_tokenizer(self) -> llguidance.LLTokenizer:
         """Built on first use (0.4 s for SmolLM2's vocabulary), not at start-up."""

@@ -68,7 +68,11 @@ def _with_tools_described(
     chat: list[dict[str, Any]], tools: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The tools in the system message, for a template that does not render them."""
-    described = "You can call these tools:\n" + "\n".join(json.dumps(tool["function"]) for tool in tools)
+    described = (
+        "You can call these tools:\n"
+        + "\n".join(json.dumps(tool["function"]) for tool in tools)
+        + '\nTo call one, answer with only {"name": <its name>, "arguments": <its arguments>}.'
+    )
     if chat[0]["role"] == "system":
         return [{**chat[0], "content": f"{chat[0]['content']}\n\n{described}"}, *chat[1:]]
     return [{"role": "system", "content": described}, *chat]

@@ -138,8 +138,8 @@ class SequentialEngine(Engine):
     async def tokenize(self, text: str) -> Prompt:
         return await tokenize_text(self._require_loaded().tokenizer, text)
 
-    async def compile_json_schema(self, schema: str) -> OutputGrammar:
-        return await self._require_loaded().grammars.compile(schema)
+    async def compile_json_schema(self, schema: str, text_allowed: bool = False) -> OutputGrammar:
+        return await self._require_loaded().grammars.compile(schema, text_allowed)
 
     async def prompt_tokens_at_least(self, messages: Sequence[Message]) -> int:
         tokenizer = self._require_loaded().tokenizer

@@ -37,7 +37,7 @@ from service.routes.cancellation import with_cancellation
 from service.routes.deps import get_chat_service
 from service.routes.sse import SSE_RESPONSE_DOC, GenerationStream, json_data
 from service.schemas import ErrorResponse, Usage, stop_tuple
-from service.tool_calls import ToolCallText
+from service.tool_calls import AnswerWriter, answer_writer
 
 router = APIRouter(tags=["openai"])
 
@@ -122,10 +122,11 @@ async def chat_completions(
         param_name=length_field,
         tools=[tool.model_dump(exclude_none=True) for tool in body.tools or []],
         answer_schema=body.schema_text(),
-        schema_param="tools" if body.calls_tool() else "response_format",
+        text_allowed=body.tool_mode() == "auto",
+        schema_param="response_format" if body.tool_mode() == "none" else "tools",
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    tool_call = ToolCallText(body.called_function()) if body.calls_tool() else None
+    writer = answer_writer(body.tool_mode(), body.called_function())
     if body.stream:
         options = body.stream_options or StreamOptions()
         chunks = _chunks(
@@ -133,7 +134,7 @@ async def chat_completions(
             completion_id,
             model,
             logprobs=bool(body.logprobs),
-            tool_call=tool_call,
+            writer=writer,
             include_usage=options.include_usage,
             continuous_usage=options.include_usage and options.continuous_usage_stats,
         )
@@ -141,11 +142,12 @@ async def chat_completions(
 
     text, logprobs, done = await generation.whole_completion()
     message = AssistantMessage(content=text)
-    if tool_call is not None:
-        message = AssistantMessage(content=None, tool_calls=[tool_call.call(text)])
+    if writer is not None:
+        content, calls = writer.whole(text)
+        message = AssistantMessage(content=content, tool_calls=calls)
     choice = Choice(
         message=message,
-        finish_reason=_finish_reason(done.finish_reason, tool_call),
+        finish_reason=_finish_reason(done.finish_reason, writer),
         logprobs=chat_logprobs(logprobs) if body.logprobs else None,
     )
     return ChatCompletion(id=completion_id, model=model, choices=[choice], usage=done.usage)
@@ -157,7 +159,7 @@ async def _chunks(
     model: str,
     *,
     logprobs: bool,
-    tool_call: ToolCallText | None,
+    writer: AnswerWriter | None,
     include_usage: bool,
     continuous_usage: bool,
 ) -> AsyncIterator[dict[str, str]]:
@@ -184,10 +186,16 @@ async def _chunks(
     try:
         async for delta in generation.deltas():
             found = chat_logprobs(delta.logprobs) if logprobs else None
-            if tool_call is None:
+            if writer is None:
                 yield chunk(Delta(content=delta.text), logprobs=found)
-            elif calls := tool_call.feed(delta.text):
-                yield chunk(Delta(tool_calls=calls), logprobs=found)
+                continue
+            content, calls = writer.feed(delta.text)
+            if content or calls or found:
+                yield chunk(Delta(content=content or None, tool_calls=calls or None), logprobs=found)
+        if writer is not None:
+            content, calls = writer.finish()  # what the writer held back: an array of calls
+            if content or calls:
+                yield chunk(Delta(content=content or None, tool_calls=calls or None))
     except APIError as exc:
         # As vLLM sends it: a plain data chunk with the error body, then [DONE]. The openai SDK raises
         # APIError for it (openai/_streaming.py: any chunk whose data has "error"), and parsers that
@@ -197,7 +205,7 @@ async def _chunks(
         return
     done = generation.done
     assert done is not None
-    yield chunk(Delta(), finish_reason=_finish_reason(done.finish_reason, tool_call))
+    yield chunk(Delta(), finish_reason=_finish_reason(done.finish_reason, writer))
     if include_usage:
         usage_chunk = ChatCompletionChunk(
             id=completion_id, created=created, model=model, choices=[], usage=done.usage
@@ -206,8 +214,8 @@ async def _chunks(
     yield {"data": "[DONE]"}
 
 
-def _finish_reason(finish_reason: str, tool_call: ToolCallText | None) -> FinishReason:
+def _finish_reason(finish_reason: str, writer: AnswerWriter | None) -> FinishReason:
     """A tool call that ended as its grammar did ends with ``tool_calls``; cut short, with ``length``."""
-    if tool_call is not None and finish_reason == "stop":
+    if writer is not None and writer.called and finish_reason == "stop":
         return "tool_calls"
     return finish_reason  # type: ignore[return-value]

@@ -163,3 +163,46 @@ def test_a_schema_the_search_cannot_complete_is_still_enforced(compiler: Grammar
 
     assert not grammar.completes_when_cut
     assert grammar.shortest_tokens == 0
+
+
+WEATHER_CALL = {
+    "type": "object",
+    "properties": {
+        "name": {"const": "get_weather"},
+        "arguments": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+    "required": ["name", "arguments"],
+}
+
+
+def consumes(grammar: JsonGrammar, token_ids: list[int]) -> bool:
+    matcher = grammar.matcher()
+    return matcher.try_consume_tokens(token_ids) == len(token_ids) and matcher.is_accepting()
+
+
+def test_auto_takes_text_or_a_valid_call(compiler: GrammarCompiler, real_tokenizer: Any) -> None:
+    grammar = asyncio.run(compiler.compile(json.dumps(WEATHER_CALL), text_allowed=True))
+
+    def encode(text: str) -> list[int]:
+        return real_tokenizer.encode(text, add_special_tokens=False)
+
+    assert consumes(grammar, encode('{"name":"get_weather","arguments":{"city":"Paris"}}'))
+    assert consumes(grammar, encode("It is sunny in Paris."))
+    assert not consumes(grammar, encode('{"name":"get_time","arguments":{}}'))  # not a tool it has
+    assert not consumes(grammar, encode(' {"name":'))  # text never starts like a call, nor with a space
+
+
+def test_auto_takes_mistrals_own_format_where_the_tokenizer_has_it(smollm2_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["[TOOL_CALLS]"]})
+    marker = tokenizer.convert_tokens_to_ids("[TOOL_CALLS]")
+    compiler = GrammarCompiler(tokenizer, [tokenizer.eos_token_id], vocab_size=len(tokenizer))
+    grammar = asyncio.run(compiler.compile(json.dumps(WEATHER_CALL), text_allowed=True))
+    array = tokenizer.encode(
+        ' [{"name":"get_weather","arguments":{"city":"Paris"}}]', add_special_tokens=False
+    )
+
+    assert consumes(grammar, [marker, *array])
+    assert not consumes(grammar, array)  # the array only after the model's own marker

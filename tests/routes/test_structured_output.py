@@ -130,6 +130,22 @@ def test_a_tool_call_round_trip(sdk: openai.OpenAI) -> None:
     assert "21" in final
 
 
+def test_auto_lets_the_model_answer_in_text(sdk: openai.OpenAI) -> None:
+    # SmolLM2-135M answers this in words, tools or not; "auto" leaves it that choice (the call
+    # branch of the grammar: tests/engine/test_grammar.py, its parsing: tests/test_tool_calls.py).
+    hello: Any = [{"role": "user", "content": "Say hello."}]
+
+    whole = sdk.chat.completions.create(model=MODEL, messages=hello, tools=TOOLS, temperature=0)
+    chunks = list(
+        sdk.chat.completions.create(model=MODEL, messages=hello, tools=TOOLS, temperature=0, stream=True)
+    )
+
+    assert whole.choices[0].finish_reason == "stop"
+    assert whole.choices[0].message.tool_calls is None
+    assert whole.choices[0].message.content == "Hello."
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices) == "Hello."
+
+
 def test_a_named_function_streams_its_call_as_openais_deltas(sdk: openai.OpenAI) -> None:
     choice: Any = {"type": "function", "function": {"name": "get_time"}}
 
