@@ -42,6 +42,11 @@ class DeploySettings(BaseSettings):
     beam_memory_gib: int = Field(
         32, gt=0, description="Beam memory per container, GiB (weights load through RAM)."
     )
+    ray_replicas: int = Field(1, ge=1, description="Ray Serve: replicas, each with its own engine.")
+    ray_cpus_per_replica: float = Field(1, gt=0, description="Ray Serve: CPUs each replica reserves.")
+    ray_gpus_per_replica: float = Field(
+        0, ge=0, description="Ray Serve: GPUs each replica reserves (1 for a model on its own GPU)."
+    )
     min_containers: int = Field(0, ge=0, description="Containers kept running when idle (0: scale to zero).")
     max_containers: int = Field(4, ge=1, description="Most containers the autoscaler starts.")
     scaledown_window_s: int = Field(

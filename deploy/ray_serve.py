@@ -1,0 +1,59 @@
+"""Ray Serve: the same app on N replicas behind Ray's proxy, each replica with its own engine.
+
+    serve run deploy.ray_serve:app                       # on a Ray cluster (ray start --head ...)
+    DEPLOY_RAY_REPLICAS=2 DEPLOY_RAY_GPUS_PER_REPLICA=1 serve run deploy.ray_serve:app
+
+Ray is not in the project's lock (its own venv: scripts/ray_venv.sh). A replica builds the
+app when it starts and loads the model before it returns it, so Ray routes nothing to a
+replica still loading; Ray's health check asks the engine (a replica whose engine failed is
+replaced). Each replica takes as many requests as the service admits (generation slots plus
+queue), so Ray's proxy spreads the rest instead of queueing them on one replica.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+
+from service.deploy_settings import DeploySettings, requests_per_container
+from service.settings import Settings
+
+deploy_settings = DeploySettings()
+settings = Settings()
+
+
+@serve.deployment(
+    num_replicas=deploy_settings.ray_replicas,
+    ray_actor_options={
+        "num_cpus": deploy_settings.ray_cpus_per_replica,
+        "num_gpus": deploy_settings.ray_gpus_per_replica,
+    },
+    # Ray's per-replica limit; past it the proxy holds requests or sends them elsewhere
+    # (docs.ray.io/en/latest/serve/advanced-guides/performance.html).
+    max_ongoing_requests=requests_per_container(settings),
+    # Loading a 7B model takes minutes; Ray's default health-check timeout is 30 s.
+    health_check_timeout_s=60,
+    graceful_shutdown_timeout_s=max(1, int(settings.drain_timeout)),
+)
+@serve.ingress()
+class LLMServer:
+    """One replica: its engine, and the app around it."""
+
+    async def __serve_build_asgi_app__(self) -> Any:
+        from service.app import create_app
+        from service.engine import create_engine
+        from service.logs import configure_logging
+
+        configure_logging(settings.log_level)
+        self._engine = create_engine(settings)
+        await self._engine.start()  # raises if the model fails to load: Ray retries the replica
+        return create_app(settings, self._engine)
+
+    async def check_health(self) -> None:
+        """Ray's periodic health check: a replica whose engine stopped serving is replaced."""
+        if not self._engine.ready:
+            raise RuntimeError(f"engine not ready: {self._engine.status.reason}")
+
+
+app = LLMServer.bind()
