@@ -11,13 +11,14 @@ VENV="${1:-.peers/ray}"
 RAY_SPEC="${RAY_SPEC:-ray[serve]==2.60.0}"
 PROJECT_SITE=$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')
 
-if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import ray.serve, service' 2>/dev/null; then
-    echo "$VENV: ray already installed"
-    exit 0
-fi
-python3 -m venv "$VENV"
+[[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+# Written on every run: a venv kept in a cache serves whichever checkout calls this script.
 SITE=$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')
 printf '%s\n%s\n' "$PROJECT_SITE" "$PWD" > "$SITE/_llm_serving_project.pth"
+if "$VENV/bin/python" -c 'import ray.serve, service' 2>/dev/null; then
+    echo "$VENV: ray already installed, pointed at $PWD"
+    exit 0
+fi
 "$VENV/bin/pip" install -q -U pip
 "$VENV/bin/pip" install -q "$RAY_SPEC"
 "$VENV/bin/python" -c 'import ray, service; print("ray", ray.__version__)'

@@ -16,14 +16,12 @@ import pytest
 
 from service.engine.base import (
     Engine,
-    GenerationFinished,
     InvalidPromptError,
     Message,
     SamplingParams,
-    TextDelta,
 )
 from service.engine.grammar import GrammarCompiler, JsonGrammar
-from tests.engine.test_real_model import real_engine
+from tests.engine.test_real_model import complete, real_engine
 
 CITY = {
     "type": "object",
@@ -101,21 +99,15 @@ def test_the_completion_from_any_point_gives_valid_json(
 
 def answer(
     engine: Engine, schema: Any, max_new_tokens: int, temperature: float = 0.0, seed: int = 1
-) -> tuple[str, GenerationFinished]:
-    async def run() -> tuple[str, GenerationFinished]:
+) -> tuple[str, int, str]:
+    """(text, completion tokens, finish reason) of an answer under ``schema``."""
+
+    async def run() -> tuple[str, int, str]:
         grammar = await engine.compile_json_schema(json.dumps(schema))
-        prompt = await engine.render_prompt([Message("user", "Describe Paris as JSON.")])
         params = SamplingParams(
             max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, grammar=grammar
         )
-        text, finished = "", None
-        async for event in engine.generate(prompt, params):
-            if isinstance(event, TextDelta):
-                text += event.text
-            else:
-                finished = event
-        assert finished is not None
-        return text, finished
+        return await complete(engine, [Message("user", "Describe Paris as JSON.")], params)
 
     return asyncio.run(run())
 
@@ -132,12 +124,12 @@ def test_a_constrained_answer_is_valid_wherever_max_tokens_cuts_it(engine: Engin
     shortest = asyncio.run(engine.compile_json_schema(json.dumps(CITY))).shortest_tokens
     for max_new_tokens in (shortest, shortest + 3, shortest + 11, 40):
         for temperature in (0.0, 1.0):
-            text, finished = answer(engine, CITY, max_new_tokens, temperature)
+            text, tokens, finish_reason = answer(engine, CITY, max_new_tokens, temperature)
 
             jsonschema.validate(json.loads(text), CITY)
-            assert finished.completion_tokens <= max_new_tokens
-            if finished.finish_reason == "length":
-                assert finished.completion_tokens == max_new_tokens
+            assert tokens <= max_new_tokens
+            if finish_reason == "length":
+                assert tokens == max_new_tokens
 
 
 def test_both_engines_write_the_same_constrained_answer(
