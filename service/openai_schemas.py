@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.openai_logprobs import MAX_TOP_LOGPROBS, ChatLogprobs, CompletionLogprobs, TopLogprobs
-from service.openai_tools import ToolCall, ToolCallDelta, ToolsRequest
+from service.openai_tools import HistoryToolCall, ToolCall, ToolCallDelta, ToolsRequest
 from service.schemas import (
     AddGenerationPrompt,
     ContinueFinalMessage,
@@ -46,7 +46,7 @@ class OpenAIMessage(BaseModel):
     )
     name: str | None = None
     # An agent's history: the assistant's calls and the tool results that answer them.
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[HistoryToolCall] | None = None
     tool_call_id: str | None = None
 
     @field_validator("content", mode="before")
@@ -66,6 +66,8 @@ class OpenAIMessage(BaseModel):
     def _content_unless_tool_calls(self) -> OpenAIMessage:
         if self.content is None and not (self.role == "assistant" and self.tool_calls):
             raise ValueError("content may be null only on an assistant message with tool_calls")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"tool_calls belong on an assistant message, not a {self.role} message")
         return self
 
     @property

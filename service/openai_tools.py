@@ -196,14 +196,28 @@ class ToolCallDelta(BaseModel):
     function: FunctionCallDelta
 
 
-def template_tool_calls(calls: list[dict[str, Any]] | None) -> tuple[dict[str, Any], ...]:
+class CalledFunction(BaseModel):
+    name: str
+    arguments: str | dict[str, Any] = Field("{}", description="JSON text, as OpenAI sends it (or an object).")
+
+
+class HistoryToolCall(BaseModel):
+    """A call in an earlier assistant message of the conversation."""
+
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
+def template_tool_calls(calls: list[HistoryToolCall] | None) -> tuple[dict[str, Any], ...]:
     """An assistant message's ``tool_calls`` as chat templates take them: arguments as an object
     (OpenAI sends them as JSON text)."""
     converted = []
     for call in calls or []:
-        function = dict(call.get("function") or {})
-        if isinstance(function.get("arguments"), str):
+        arguments = call.function.arguments
+        if isinstance(arguments, str):
             with contextlib.suppress(ValueError):  # not JSON: the template gets the text as it came
-                function["arguments"] = json.loads(function["arguments"])
-        converted.append({"type": "function", "id": call.get("id"), "function": function})
+                arguments = json.loads(arguments)
+        function = {"name": call.function.name, "arguments": arguments}
+        converted.append({"type": "function", "id": call.id, "function": function})
     return tuple(converted)

@@ -55,9 +55,8 @@ def _chat_message(message: Message, in_template: bool) -> dict[str, Any]:
         chat["tool_calls"] = list(message.tool_calls)
     elif message.tool_calls and not message.content:
         calls = [
-            {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
-            for call in message.tool_calls
-        ]
+            call["function"] for call in message.tool_calls
+        ]  # {"name", "arguments"}, as we generate them
         chat["content"] = json.dumps(calls[0] if len(calls) == 1 else calls)
     if message.tool_call_id is not None:
         chat["tool_call_id"] = message.tool_call_id

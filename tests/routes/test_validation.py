@@ -185,6 +185,23 @@ OPENAI_CASES: list[tuple[str, Any, int, str]] = [
         "images are not supported",
     ),
     (
+        "a tool call without a function",
+        {
+            "messages": [
+                {"role": "assistant", "content": None, "tool_calls": [{}]},
+                {"role": "user", "content": "hi"},
+            ]
+        },
+        400,
+        "tool_calls.0.function",
+    ),
+    (
+        "tool calls on a tool message",
+        {"messages": [{"role": "tool", "content": "", "tool_calls": [{"function": {"name": "f"}}]}]},
+        400,
+        "belong on an assistant message",
+    ),
+    (
         "null content without tool calls",
         {"messages": [{"role": "assistant", "content": None}, {"role": "user", "content": "hi"}]},
         400,
