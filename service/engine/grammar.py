@@ -72,6 +72,7 @@ class GrammarCompiler:
     def __init__(self, tokenizer: Any, eos_token_ids: Sequence[int], vocab_size: int) -> None:
         self._hf_tokenizer = tokenizer
         self._eos_token_ids = list(eos_token_ids)
+        self.eos_token_id = self._eos_token_ids[0]  # what ends an answer the grammar has completed
         self.vocab_size = vocab_size  # the model's logits; the tokenizer may have fewer
         self._tokenizer: llguidance.LLTokenizer | None = None
         self._closing_tokens: list[int] = []
@@ -224,12 +225,15 @@ class ConstrainedRow:
             return token
         # Too late after this token: take back, and write the completion from before it instead.
         self._matcher.rollback(1)
-        before = self._compiler.completion(self._matcher) or []
+        before = self._compiler.completion(self._matcher)
+        if before is None:  # none found even before it: the answer is cut where it is
+            self._matcher.consume_token(token)
+            return token
+        if not before:  # complete before it: end here
+            before = [self._compiler.eos_token_id]
         self._closing = before[1:]
-        if before:
-            self._matcher.consume_token(before[0])
-            return before[0]
-        return token  # no completion found even before it: the answer is cut where it is
+        self._matcher.consume_token(before[0])
+        return before[0]
 
 
 def constrained_row(params: SamplingParams) -> ConstrainedRow | None:

@@ -20,7 +20,7 @@ from service.engine.base import (
     Message,
     SamplingParams,
 )
-from service.engine.grammar import GrammarCompiler, JsonGrammar
+from service.engine.grammar import ConstrainedRow, GrammarCompiler, JsonGrammar
 from tests.engine.test_real_model import complete, real_engine
 
 CITY = {
@@ -198,3 +198,25 @@ def test_auto_takes_mistrals_own_format_where_the_tokenizer_has_it(smollm2_dir: 
 
     assert consumes(grammar, [marker, *array])
     assert not consumes(grammar, array)  # the array only after the model's own marker
+
+
+@pytest.mark.parametrize("max_new_tokens", [3, 4, 7, 12])
+def test_a_row_that_keeps_opening_is_closed_within_its_tokens(
+    compiler: GrammarCompiler, real_tokenizer: Any, max_new_tokens: int
+) -> None:
+    # A "model" that always opens another nested list when it may: the row must take its
+    # tokens back in time and write the completion instead.
+    schema = {"type": "array", "items": {"$ref": "#"}}
+    row = ConstrainedRow(compile_now(compiler, schema), max_new_tokens)
+    opening = real_tokenizer.encode("[", add_special_tokens=False)[0]
+    written = []
+    for _ in range(max_new_tokens):
+        allowed = row.allowed()
+        wanted = opening if bool(allowed[opening]) else int(allowed.nonzero()[0])
+        written.append(row.take(wanted))
+        if written[-1] == compiler.eos_token_id:
+            break
+
+    text = real_tokenizer.decode([token for token in written if token != compiler.eos_token_id])
+    jsonschema.validate(json.loads(text), schema)
+    assert len(written) <= max_new_tokens
