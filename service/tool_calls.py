@@ -117,8 +117,13 @@ class AutoToolCalls:
             ]
         if self.kind != "calls":
             return ("" if self.kind else self._pending), []
+        try:
+            calls = json.loads(self._pending)
+        except ValueError:  # cut where the grammar could not complete it: the text as it is
+            self.kind = "text"
+            return self._pending, []
         deltas = []
-        for index, call in enumerate(json.loads(self._pending)):
+        for index, call in enumerate(calls):
             arguments = json.dumps(call["arguments"], separators=(",", ":"), ensure_ascii=False)
             self.calls.append(
                 ToolCall(

@@ -83,3 +83,10 @@ def test_auto_takes_mistrals_array_of_calls_whole() -> None:
     assert len({call.id for call in calls}) == 2
     _, deltas = streamed(AutoToolCalls(), pieces_of(text, 7))
     assert [delta.index for delta in deltas] == [0, 1]
+
+
+def test_an_array_cut_before_it_closes_comes_back_as_text() -> None:
+    # Only where the grammar could not complete it (a schema the search gives up on).
+    content, calls = AutoToolCalls().whole(' [{"name":"get_wea')
+
+    assert (content, calls) == ('[{"name":"get_wea', None)
