@@ -7,7 +7,9 @@ Ray is not in the project's lock (its own venv: scripts/ray_venv.sh). A replica 
 app when it starts and loads the model before it returns it, so Ray routes nothing to a
 replica still loading; Ray's health check asks the engine (a replica whose engine failed is
 replaced). Each replica takes as many requests as the service admits (generation slots plus
-queue), so Ray's proxy spreads the rest instead of queueing them on one replica.
+queue), so Ray's proxy spreads the rest instead of queueing them on one replica. Settings
+come from env vars: on a cluster, pass them in the application's ``runtime_env`` env_vars
+(secrets such as HF_TOKEN and API_KEY through the cluster's secret store, not there).
 """
 
 from __future__ import annotations
@@ -17,14 +19,29 @@ from typing import Any
 from ray import serve
 
 from service.deploy_settings import DeploySettings, requests_per_container
+from service.engine.base import EngineState
 from service.settings import Settings
 
 deploy_settings = DeploySettings()
 settings = Settings()
 
 
+def _replicas() -> dict[str, Any]:
+    """A fixed number of replicas, or Ray's autoscaler between ray_replicas and ray_max_replicas,
+    aiming at one batch's generation slots of requests per replica."""
+    if deploy_settings.ray_max_replicas <= deploy_settings.ray_replicas:
+        return {"num_replicas": deploy_settings.ray_replicas}
+    return {
+        "autoscaling_config": {
+            "min_replicas": deploy_settings.ray_replicas,
+            "max_replicas": deploy_settings.ray_max_replicas,
+            "target_ongoing_requests": settings.generation_slots,
+        }
+    }
+
+
 @serve.deployment(
-    num_replicas=deploy_settings.ray_replicas,
+    **_replicas(),
     ray_actor_options={
         "num_cpus": deploy_settings.ray_cpus_per_replica,
         "num_gpus": deploy_settings.ray_gpus_per_replica,
@@ -51,9 +68,10 @@ class LLMServer:
         return create_app(settings, self._engine)
 
     async def check_health(self) -> None:
-        """Ray's periodic health check: a replica whose engine stopped serving is replaced."""
-        if not self._engine.ready:
-            raise RuntimeError(f"engine not ready: {self._engine.status.reason}")
+        """Ray's periodic health check, a liveness check: it fails only for an engine that failed
+        (Ray then replaces the replica); Ray calls it once the app is built, the model loaded."""
+        if self._engine.status.state is EngineState.FAILED:
+            raise RuntimeError(f"engine failed: {self._engine.status.reason}")
 
 
 app = LLMServer.bind()

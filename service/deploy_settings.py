@@ -43,6 +43,9 @@ class DeploySettings(BaseSettings):
         32, gt=0, description="Beam memory per container, GiB (weights load through RAM)."
     )
     ray_replicas: int = Field(1, ge=1, description="Ray Serve: replicas, each with its own engine.")
+    ray_max_replicas: int = Field(
+        0, ge=0, description="Ray Serve: above ray_replicas, Ray autoscales up to this many (0: fixed)."
+    )
     ray_cpus_per_replica: float = Field(1, gt=0, description="Ray Serve: CPUs each replica reserves.")
     ray_gpus_per_replica: float = Field(
         0, ge=0, description="Ray Serve: GPUs each replica reserves (1 for a model on its own GPU)."

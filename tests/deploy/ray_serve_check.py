@@ -29,7 +29,13 @@ def main(port: int, cache_dir: str, out: Path) -> None:
         "DEPLOY_RAY_CPUS_PER_REPLICA": "0.5",
     }
     os.environ.update(env)  # the driver imports deploy.ray_serve too: the same settings
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env}, _node_ip_address="127.0.0.1")
+    ray.init(
+        address="local",  # a cluster of its own, never a stale one found on the machine
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": env},
+        _node_ip_address="127.0.0.1",
+    )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         from deploy.ray_serve import app
