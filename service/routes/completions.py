@@ -17,8 +17,9 @@ from fastapi import APIRouter, Depends, Request
 from service.chat_service import ChatService
 from service.errors import APIError
 from service.generation import ChatGeneration
+from service.openai_completion_schemas import Completion, CompletionChoice, CompletionRequest
 from service.openai_logprobs import completion_logprobs
-from service.openai_schemas import Completion, CompletionChoice, CompletionRequest, StreamOptions
+from service.openai_schemas import StreamOptions
 from service.routes.cancellation import with_cancellation
 from service.routes.deps import get_chat_service
 from service.routes.openai import openai_sampling_params, served_model
