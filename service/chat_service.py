@@ -276,4 +276,6 @@ def build_chat_service(settings: Settings, engine: Engine) -> ChatService:
     )
     metrics = Metrics()
     metrics.track_admission(lambda: admission.running, lambda: admission.waiting)
-    return ChatService(engine, settings, current_instance(settings.instance_id), admission, metrics)
+    instance = current_instance(settings.instance_id)
+    metrics.describe_instance(instance.id, instance.started_at)
+    return ChatService(engine, settings, instance, admission, metrics)

@@ -9,6 +9,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     ProcessCollector,
     generate_latest,
 )
@@ -72,6 +73,12 @@ class Metrics:
         self.requests_waiting = Gauge(
             "llm_requests_waiting", "Requests waiting for a generation slot.", registry=registry
         )
+
+    def describe_instance(self, instance_id: str, started_at: float) -> None:
+        """``llm_instance_info{id,started_at} 1``: which process a scrape came from, so that
+        replicas behind one address (a Ray proxy, a load balancer) can be told apart."""
+        info = Info("llm_instance", "The process serving: its id and start time.", registry=self.registry)
+        info.info({"id": instance_id, "started_at": f"{started_at:.3f}"})
 
     def track_admission(self, running: Callable[[], float], waiting: Callable[[], float]) -> None:
         self.requests_running.set_function(running)

@@ -54,6 +54,15 @@ def test_metrics_move_with_requests(make_server: Callable[..., Any]) -> None:
     assert after["process_start_time_seconds"] > 0
 
 
+def test_a_scrape_says_which_instance_it_came_from(make_server: Callable[..., Any]) -> None:
+    with make_server() as url, httpx.Client(base_url=url, timeout=60) as http:
+        instance = http.get("/ready").json()["instance"]
+        samples = scrape(http)
+
+    started_at = f"{instance['started_at']:.3f}"
+    assert samples[f'llm_instance_info{{id="{instance["id"]}",started_at="{started_at}"}}'] == 1
+
+
 def test_startup_phases_are_exported_once_ready(gated_app: tuple[Any, GatedLoader]) -> None:
     app, loader = gated_app
 
