@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser run test test-slow test-all lint docs docs-build format lock clean
+.PHONY: install browser ray-venv run test test-slow test-all lint docs docs-build format lock clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ browser: $(CHROMIUM) ## Debian's chromium, for the browser tests
 $(CHROMIUM):
 	$(SUDO) apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium
+
+# Ray Serve in a venv of its own (its protobuf and grpcio clash with the project's lock),
+# seeing the project's venv and this checkout (scripts/ray_venv.sh). The slow tests use it.
+RAY_VENV ?= .peers/ray
+
+ray-venv: install ## Ray Serve's venv for deploy/ray_serve.py (serve run deploy.ray_serve:app)
+	./scripts/ray_venv.sh $(RAY_VENV)
 
 run: install ## serve $(MODEL) on $(HOST):$(PORT)
 	$(BIN)/python -m service --model $(MODEL) --host $(HOST) --port $(PORT)
@@ -52,7 +59,7 @@ PYTEST_WORKERS ?= auto
 test: lint docs-build browser ## lint, the docs build, then every test but the slow ones (a few minutes)
 	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) --maxprocesses 4 $(PYTEST_ARGS)
 
-test-slow: install ## only the slow tests: schemathesis and the soak
+test-slow: install ## only the slow tests: schemathesis, the soak, LangChain, Ray Serve
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test-all: lint docs-build browser ## every test, slow ones included

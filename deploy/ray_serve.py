@@ -3,11 +3,12 @@
     serve run deploy.ray_serve:app                       # on a Ray cluster (ray start --head ...)
     DEPLOY_RAY_REPLICAS=2 DEPLOY_RAY_GPUS_PER_REPLICA=1 serve run deploy.ray_serve:app
 
-Ray is not in the project's lock (its own venv: scripts/ray_venv.sh). A replica builds the
+Ray is not in the project's lock (its own venv: make ray-venv). A replica builds the
 app when it starts and loads the model before it returns it, so Ray routes nothing to a
 replica still loading; Ray's health check asks the engine (a replica whose engine failed is
 replaced). Each replica takes as many requests as the service admits (generation slots plus
-queue), so Ray's proxy spreads the rest instead of queueing them on one replica. Settings
+queue) and a few more, so that probes and scrapes answer on a full replica and a request past
+the service's admission gets its 429 rather than an unbounded wait in Ray's proxy. Settings
 come from env vars: on a cluster, pass them in the application's ``runtime_env`` env_vars
 (secrets such as HF_TOKEN and API_KEY through the cluster's secret store, not there).
 """
@@ -18,12 +19,16 @@ from typing import Any
 
 from ray import serve
 
-from service.deploy_settings import DeploySettings, requests_per_container
+from service.deploy_settings import DeploySettings, provider_timeout_s, requests_per_container
 from service.engine.base import EngineState
 from service.settings import Settings
 
 deploy_settings = DeploySettings()
 settings = Settings()
+
+# Ray counts every HTTP request against max_ongoing_requests, /ready and /metrics included: a
+# replica admitting exactly its generations would hold a probe behind them in Ray's proxy.
+PROBE_HEADROOM = 4
 
 
 def _replicas() -> dict[str, Any]:
@@ -47,11 +52,17 @@ def _replicas() -> dict[str, Any]:
         "num_gpus": deploy_settings.ray_gpus_per_replica,
     },
     # Ray's per-replica limit; past it the proxy holds requests or sends them elsewhere
-    # (docs.ray.io/en/latest/serve/advanced-guides/performance.html).
-    max_ongoing_requests=requests_per_container(settings),
+    # (docs.ray.io/en/latest/serve/advanced-guides/performance.html). The service's own
+    # admission (slots plus queue) answers 429 first; Ray routes each request to the less
+    # loaded of two replicas (power of two choices), so a 429 means both were full.
+    max_ongoing_requests=requests_per_container(settings) + PROBE_HEADROOM,
     # Loading a 7B model takes minutes; Ray's default health-check timeout is 30 s.
     health_check_timeout_s=60,
-    graceful_shutdown_timeout_s=max(1, int(settings.drain_timeout)),
+    # A stopping replica gets no signal from Ray: Ray waits for its requests to end, then kills
+    # the actor at this deadline (ray/serve/_private/replica.py, perform_graceful_shutdown;
+    # deployment_state.py, check_stopped). Past the service's own request deadline, so every
+    # stream ends first, by itself or with the service's timeout error event, never cut mid-body.
+    graceful_shutdown_timeout_s=provider_timeout_s(settings),
 )
 @serve.ingress()
 class LLMServer:
