@@ -1,7 +1,7 @@
 """Ray Serve: the same app on N replicas behind Ray's proxy, each replica with its own engine.
 
     serve run deploy.ray_serve:app                       # on a Ray cluster (ray start --head ...)
-    DEPLOY_RAY_REPLICAS=2 DEPLOY_RAY_GPUS_PER_REPLICA=1 serve run deploy.ray_serve:app
+    DEPLOY_RAY_REPLICAS=2 DEVICE=cuda serve run deploy.ray_serve:app
 
 Ray is not in the project's lock (its own venv: make ray-venv). A replica builds the
 app when it starts and loads the model before it returns it, so Ray routes nothing to a
@@ -19,7 +19,12 @@ from typing import Any
 
 from ray import serve
 
-from service.deploy_settings import DeploySettings, provider_timeout_s, requests_per_container
+from service.deploy_settings import (
+    DeploySettings,
+    provider_timeout_s,
+    ray_gpus_per_replica,
+    requests_per_container,
+)
 from service.engine.base import EngineState
 from service.settings import Settings
 
@@ -49,7 +54,7 @@ def _replicas() -> dict[str, Any]:
     **_replicas(),
     ray_actor_options={
         "num_cpus": deploy_settings.ray_cpus_per_replica,
-        "num_gpus": deploy_settings.ray_gpus_per_replica,
+        "num_gpus": ray_gpus_per_replica(deploy_settings, settings),
     },
     # Ray's per-replica limit; past it the proxy holds requests or sends them elsewhere
     # (docs.ray.io/en/latest/serve/advanced-guides/performance.html). The service's own

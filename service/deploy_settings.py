@@ -47,8 +47,10 @@ class DeploySettings(BaseSettings):
         0, ge=0, description="Ray Serve: above ray_replicas, Ray autoscales up to this many (0: fixed)."
     )
     ray_cpus_per_replica: float = Field(1, gt=0, description="Ray Serve: CPUs each replica reserves.")
-    ray_gpus_per_replica: float = Field(
-        0, ge=0, description="Ray Serve: GPUs each replica reserves (1 for a model on its own GPU)."
+    ray_gpus_per_replica: float | None = Field(
+        None,
+        ge=0,
+        description="Ray Serve: GPUs each replica reserves (default: 1 when DEVICE is cuda, else 0).",
     )
     min_containers: int = Field(0, ge=0, description="Containers kept running when idle (0: scale to zero).")
     max_containers: int = Field(4, ge=1, description="Most containers the autoscaler starts.")
@@ -74,6 +76,13 @@ def beam_secrets(deploy: DeploySettings) -> list[str]:
     """Beam secrets become env vars of the same name, so they are named HF_TOKEN and API_KEY."""
     wanted = {"HF_TOKEN": deploy.hf_token_secret, "API_KEY": deploy.api_key_secret}
     return [env_name for env_name, provider_secret in wanted.items() if provider_secret]
+
+
+def ray_gpus_per_replica(deploy: DeploySettings, settings: Settings) -> float:
+    """A replica on CUDA reserves a GPU of its own unless told otherwise; Ray places it there."""
+    if deploy.ray_gpus_per_replica is not None:
+        return deploy.ray_gpus_per_replica
+    return 1 if settings.device.startswith("cuda") else 0
 
 
 def requests_per_container(settings: Settings) -> int:

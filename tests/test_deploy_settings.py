@@ -10,6 +10,7 @@ from loadtest.measure.cost import find_price
 from service.deploy_settings import (
     DeploySettings,
     container_env,
+    ray_gpus_per_replica,
     requests_per_container,
 )
 from service.settings import Settings
@@ -60,3 +61,14 @@ def test_containers_get_the_deploy_time_settings_but_no_secret(
     assert (env["REQUEST_TIMEOUT"], env["DRAIN_TIMEOUT"]) == ("300.0", "20.0")
     assert env["HF_HOME"] == "/models/huggingface"
     assert "sk-do-not-leak" not in env.values()
+
+
+@pytest.mark.parametrize(
+    ("device", "explicit", "gpus"),
+    [("cuda", None, 1), ("cuda:1", None, 1), ("cpu", None, 0), ("auto", None, 0), ("cpu", 0.5, 0.5)],
+)
+def test_a_ray_replica_on_cuda_reserves_a_gpu_unless_told(
+    make_settings: Callable[..., Settings], device: str, explicit: float | None, gpus: float
+) -> None:
+    deploy = DeploySettings(ray_gpus_per_replica=explicit)
+    assert ray_gpus_per_replica(deploy, make_settings(device=device)) == gpus
