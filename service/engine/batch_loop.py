@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 
 from service.engine.batch_request import BatchRequest
+from service.engine.decode_step import DecodeStep
 from service.engine.logprobs import SampledLogprobs, sampled_logprobs
 from service.engine.prefill import ChunkedPrefill, Prefilled, length_groups, prefill_together
 from service.engine.running_batch import RunningBatch
@@ -52,6 +53,9 @@ class BatchLoop:
         self._pad_token_id = pad_token_id
         self._stop_token_ids = frozenset(stop_token_ids)
         self._device = next(model.parameters()).device
+        # Fewer ops than the model's own forward where it is a Llama-architecture model on packed
+        # weights (service.engine.decode_step); transformers' forward otherwise.
+        self._decode_step = DecodeStep.for_model(model) if self._device.type == "cpu" else None
         self._pending: queue.SimpleQueue[BatchRequest | None] = queue.SimpleQueue()
         self._waiting: list[BatchRequest] = []
         self._thread = threading.Thread(target=self._run, name="batch-loop", daemon=True)
@@ -167,13 +171,18 @@ class BatchLoop:
     def _step(self, batch: RunningBatch) -> None:
         """One decode step for every row."""
         batch.attention_mask = F.pad(batch.attention_mask, (0, 1), value=1)
-        logits = self._model(
-            input_ids=batch.next_tokens,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.next_positions.unsqueeze(-1),
-            past_key_values=batch.cache,
-            use_cache=True,
-        ).logits[:, -1, :]
+        positions = batch.next_positions.unsqueeze(-1)
+        assert batch.cache is not None, "a running batch has a cache"
+        if self._decode_step is not None:
+            logits = self._decode_step(batch.next_tokens, batch.attention_mask, positions, batch.cache)
+        else:
+            logits = self._model(
+                input_ids=batch.next_tokens,
+                attention_mask=batch.attention_mask,
+                position_ids=positions,
+                past_key_values=batch.cache,
+                use_cache=True,
+            ).logits[:, -1, :]
         batch.next_positions = batch.next_positions + 1
         tokens, logprobs = self._sample(batch.requests, logits)
         batch.next_tokens = tokens.unsqueeze(-1)

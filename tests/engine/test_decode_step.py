@@ -1,0 +1,153 @@
+"""The batch loop's own decode step gives transformers' logits, on the real model and on each
+architecture it takes; models it does not know keep transformers' forward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812 (the usual name)
+from transformers import (
+    AutoModelForCausalLM,
+    DynamicCache,
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    Qwen2Config,
+)
+
+from service.engine.cpu_linear import pack_linear_layers, packing_supported
+from service.engine.decode_step import DecodeStep
+from service.engine.loader import load_model
+from service.engine.running_batch import RunningBatch
+from service.settings import Settings
+
+pytestmark = pytest.mark.skipif(
+    not packing_supported(torch.device("cpu"), torch.float32), reason="this torch build has no oneDNN"
+)
+
+STEPS = 12
+
+
+class Row:
+    """A running row; the decode step reads none of its fields."""
+
+
+def joined(model: torch.nn.Module, prompts: list[list[int]]) -> RunningBatch:
+    """Each prompt prefilled on its own, then joined: rows of different lengths, left-padded."""
+    batch = RunningBatch(max_rows=8)
+    for prompt in prompts:
+        ids = torch.tensor([prompt])
+        cache = DynamicCache()
+        logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits
+        batch.join([Row()], cache, torch.ones_like(ids), logits[:, -1].argmax(-1))  # type: ignore[list-item]
+    return batch
+
+
+def step(batch: RunningBatch, forward: Any) -> torch.Tensor:
+    """One greedy decode step, as the batch loop takes it."""
+    batch.attention_mask = F.pad(batch.attention_mask, (0, 1), value=1)
+    logits = forward(batch)
+    batch.next_positions = batch.next_positions + 1
+    batch.next_tokens = logits.argmax(-1).unsqueeze(-1)
+    return logits
+
+
+def compare(model: torch.nn.Module, prompts: list[list[int]]) -> tuple[float, int]:
+    """Two identical batches, one stepped by transformers, one by DecodeStep: the largest logit
+    difference and the steps whose greedy tokens differ. A row leaves halfway, so the slab's
+    rows move and its padding columns are cut."""
+    decode_step = DecodeStep.for_model(model)
+    assert decode_step is not None
+
+    def transformers_forward(batch: RunningBatch) -> torch.Tensor:
+        return model(
+            input_ids=batch.next_tokens,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.next_positions.unsqueeze(-1),
+            past_key_values=batch.cache,
+            use_cache=True,
+        ).logits[:, -1, :]
+
+    def ours(batch: RunningBatch) -> torch.Tensor:
+        assert batch.cache is not None
+        return decode_step(
+            batch.next_tokens, batch.attention_mask, batch.next_positions.unsqueeze(-1), batch.cache
+        )
+
+    worst, differing = 0.0, 0
+    with torch.inference_mode():
+        theirs_batch, our_batch = joined(model, prompts), joined(model, prompts)
+        for index in range(STEPS):
+            if index == STEPS // 2:
+                for batch in (theirs_batch, our_batch):
+                    batch.keep(list(range(1, len(prompts))))  # the first row leaves
+            expected, got = step(theirs_batch, transformers_forward), step(our_batch, ours)
+            worst = max(worst, (expected - got).abs().max().item())
+            differing += int(not torch.equal(theirs_batch.next_tokens, our_batch.next_tokens))
+    return worst, differing
+
+
+def test_the_real_model_gets_transformers_logits(real_model_cache_dir: Path, smollm2_dir: Path) -> None:
+    loaded = load_model(Settings(model="smollm2-135m", cache_dir=real_model_cache_dir))
+    tokenizer = loaded.tokenizer
+    texts = ["Hi", "The capital of France is", "Write a poem about the sea, in the style of a sailor's song:"]
+    prompts = [tokenizer.encode(text) for text in texts]
+
+    worst, differing = compare(loaded.model, prompts)
+
+    assert worst < 1e-3  # the same sums, some in another order
+    assert differing == 0
+
+
+def tiny(config_class: type, **options: Any) -> torch.nn.Module:
+    config = config_class(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        **options,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    pack_linear_layers(model)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("config_class", "options"),
+    [
+        (LlamaConfig, {}),
+        (LlamaConfig, {"attention_bias": True, "mlp_bias": True, "head_dim": 32}),  # biases, wider heads
+        (MistralConfig, {"sliding_window": None}),
+        (Qwen2Config, {"use_sliding_window": False}),  # q/k/v biases
+    ],
+    ids=["llama", "llama-biases", "mistral", "qwen2"],
+)
+def test_each_architecture_it_takes_gets_transformers_logits(
+    config_class: type, options: dict[str, Any]
+) -> None:
+    worst, differing = compare(tiny(config_class, **options), [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11]])
+    assert worst < 1e-4
+    assert differing == 0
+
+
+def test_models_it_does_not_know_keep_transformers_forward() -> None:
+    unpacked = AutoModelForCausalLM.from_config(
+        LlamaConfig(
+            vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
+        )
+    )
+    gelu = tiny(LlamaConfig, hidden_act="gelu")
+    windowed = tiny(MistralConfig, sliding_window=16)
+    other = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2))
+    pack_linear_layers(other)
+
+    for model in (unpacked, gelu, windowed, other):
+        assert DecodeStep.for_model(model) is None, type(model).__name__
+    assert DecodeStep.for_model(tiny(LlamaConfig)) is not None
