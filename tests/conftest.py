@@ -244,9 +244,11 @@ def stream_chat(client: httpx.Client, payload: dict[str, Any], path: str = "/v1/
 
 
 class FaultyGenerate:
-    """Wraps a real model's forward() so a test can make the next decode step raise.
+    """Makes the next forward pass of a real model raise, whichever engine runs it.
 
-    forward() is what both engines call (generate() and the continuous-batching loop).
+    The failure is in the input embedding, the first thing every forward pass runs: generate(),
+    the batch loop's prefills and decode steps through transformers' forward or its own
+    (service.engine.llama_forward).
     """
 
     def __init__(self) -> None:
@@ -256,7 +258,8 @@ class FaultyGenerate:
         from service.engine.loader import load_model
 
         loaded = load_model(settings)
-        real_forward = loaded.model.forward
+        embedding = loaded.model.get_input_embeddings()
+        real_forward = embedding.forward
 
         def forward(*args: Any, **kwargs: Any) -> Any:
             if self.fail_next.is_set():
@@ -264,7 +267,7 @@ class FaultyGenerate:
                 raise RuntimeError("injected failure in the model's forward()")
             return real_forward(*args, **kwargs)
 
-        loaded.model.forward = forward
+        embedding.forward = forward
         return loaded
 
 

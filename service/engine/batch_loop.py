@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 
 from service.engine.batch_request import BatchRequest
-from service.engine.decode_step import DecodeStep
+from service.engine.llama_forward import LlamaForward
 from service.engine.logprobs import SampledLogprobs, sampled_logprobs
 from service.engine.prefill import ChunkedPrefill, Prefilled, length_groups, prefill_together
 from service.engine.running_batch import RunningBatch
@@ -53,9 +53,9 @@ class BatchLoop:
         self._pad_token_id = pad_token_id
         self._stop_token_ids = frozenset(stop_token_ids)
         self._device = next(model.parameters()).device
-        # Fewer ops than the model's own forward where it is a Llama-architecture model on packed
-        # weights (service.engine.decode_step); transformers' forward otherwise.
-        self._decode_step = DecodeStep.for_model(model) if self._device.type == "cpu" else None
+        # Decode steps and unpadded prefills in fewer ops than the model's own forward where it is
+        # a Llama-architecture model on packed weights (service.engine.llama_forward).
+        self._forward = LlamaForward.for_model(model) if self._device.type == "cpu" else None
         self._pending: queue.SimpleQueue[BatchRequest | None] = queue.SimpleQueue()
         self._waiting: list[BatchRequest] = []
         self._thread = threading.Thread(target=self._run, name="batch-loop", daemon=True)
@@ -113,7 +113,7 @@ class BatchLoop:
                 self._admit(
                     batch,
                     group[:fits],
-                    partial(prefill_together, self._model, group[:fits], self._pad_token_id),
+                    partial(prefill_together, self._model, group[:fits], self._pad_token_id, self._forward),
                 )
                 budget -= fits * max(len(request.prompt_ids) for request in group[:fits])
             deferred += group[fits:]
@@ -173,8 +173,8 @@ class BatchLoop:
         batch.attention_mask = F.pad(batch.attention_mask, (0, 1), value=1)
         positions = batch.next_positions.unsqueeze(-1)
         assert batch.cache is not None, "a running batch has a cache"
-        if self._decode_step is not None:
-            logits = self._decode_step(batch.next_tokens, batch.attention_mask, positions, batch.cache)
+        if self._forward is not None:
+            logits = self._forward(batch.next_tokens, batch.attention_mask, positions, batch.cache)
         else:
             logits = self._model(
                 input_ids=batch.next_tokens,

@@ -21,6 +21,7 @@ import torch
 from transformers import DynamicCache
 
 from service.engine.batch_request import BatchRequest
+from service.engine.llama_forward import LlamaForward
 
 # Padding a group may carry: a quarter of its tokens, or this many tokens a row.
 _PADDING_SHARE = 0.25
@@ -55,9 +56,13 @@ def length_groups(requests: Sequence[BatchRequest]) -> list[list[BatchRequest]]:
 
 
 def prefill_together(
-    model: torch.nn.Module, requests: Sequence[BatchRequest], pad_token_id: int
+    model: torch.nn.Module,
+    requests: Sequence[BatchRequest],
+    pad_token_id: int,
+    forward: LlamaForward | None = None,
 ) -> Prefilled:
-    """One forward pass over the left-padded prompts of ``requests``."""
+    """One forward pass over the left-padded prompts of ``requests``: ``forward``'s when they
+    need no padding (one prompt, or several of one length), else the model's."""
     started = time.perf_counter()
     device = next(model.parameters()).device
     longest = max(len(request.prompt_ids) for request in requests)
@@ -69,6 +74,8 @@ def prefill_together(
         attention_mask[row, longest - len(request.prompt_ids) :] = 1
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     cache = DynamicCache()
+    if forward is not None and all(len(request.prompt_ids) == longest for request in requests):
+        return Prefilled(cache, attention_mask, forward.prefill(input_ids, cache))
     logits = model(
         input_ids=input_ids,
         attention_mask=attention_mask,

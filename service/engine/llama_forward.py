@@ -1,34 +1,41 @@
-"""The batch loop's decode step for Llama-architecture models, in fewer ops than transformers' forward.
+"""The batch loop's forward pass for Llama-architecture models, in fewer ops than transformers'.
 
 A decode step on a small model is a few hundred small ops besides the linear layers, each a
 few microseconds of dispatch; on SmolLM2-135M (2 threads) transformers' forward spent 12 ms
-a step outside the GEMMs (docs/performance.md). This is the same math for the one case the
-batch loop runs at every step, one new token per row over the running batch's KV slab:
+a step outside the GEMMs (docs/performance.md). This is the same math for the two cases the
+batch loop runs most: a decode step, one new token per row over the running batch's KV slab,
+and the prefill of prompts that need no padding (one prompt, or several of one length):
 
 - RMSNorm as ``F.rms_norm`` (one op instead of six);
 - q, k and v from the one packed projection (service.engine.cpu_linear), rotated together;
-- attention on the key/value heads, a group's queries as its rows (transformers' ``pack_gqa``
-  for one query), with no mask when no row is padded;
+- decode attention on the key/value heads, a group's queries as its rows (transformers'
+  ``pack_gqa`` for one query), with no mask when no row is padded; prefill attention causal;
 - gate and up from the one packed projection, split.
 
 Models it does not know (another architecture, a sliding window, unpacked weights) keep
-transformers' forward. Logits match it to float rounding (tests/engine/test_decode_step.py).
+transformers' forward, and so do padded and chunked prefills. Logits match transformers' to
+float rounding (tests/engine/test_llama_forward.py).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache
 
 from service.engine.cpu_linear import PackedProjections, SharedInputLinear
 
 # Decoder-only models whose layers are Llama's: pre-norm RMSNorm, rotary q/k, SiLU-gated MLP.
 _ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
+
+
+# attend(query [rows, heads, length, head_dim], keys, values, scale) -> the same shape as query
+_Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -44,8 +51,9 @@ class _Layer:
     scaling: float
 
 
-class DecodeStep:
-    """``step(tokens, attention_mask, positions, cache)``: the next-token logits of every row."""
+class LlamaForward:
+    """``step(tokens, attention_mask, positions, cache)``: the next-token logits of every row;
+    :meth:`prefill` for prompts of one length."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         config = cast(Any, model).config
@@ -59,7 +67,7 @@ class DecodeStep:
         self._layers = [_layer(layer) for layer in self._inner.layers]
 
     @classmethod
-    def for_model(cls, model: torch.nn.Module) -> DecodeStep | None:
+    def for_model(cls, model: torch.nn.Module) -> LlamaForward | None:
         """A decode step for ``model``, or None when only transformers' forward knows it."""
         config = getattr(model, "config", None)
         if type(model).__name__ not in _ARCHITECTURES or config is None:
@@ -74,28 +82,54 @@ class DecodeStep:
     def __call__(
         self, tokens: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor, cache: Cache
     ) -> torch.Tensor:
-        rows, heads, kv_heads, head_dim = tokens.shape[0], self._heads, self._kv_heads, self._head_dim
-        hidden = self._inner.embed_tokens(tokens)  # [rows, 1, hidden]
-        cos, sin = self._inner.rotary_emb(hidden, positions)  # [rows, 1, head_dim]
-        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # over the heads
+        """One new token per row (``tokens`` [rows, 1]) over the running batch's cache."""
         # One query attends to every column in use; only padding on the left is masked.
         mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
+        rows, kv_heads, group = tokens.shape[0], self._kv_heads, self._heads // self._kv_heads
+
+        def attend(
+            query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float
+        ) -> torch.Tensor:
+            # A key/value head's queries as its rows (transformers' pack_gqa): no repeated cache.
+            packed = query.reshape(rows, kv_heads, group, self._head_dim)
+            attended = F.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=scale)
+            return attended.reshape(query.shape)
+
+        return self._forward(tokens, positions, cache, attend)
+
+    def prefill(self, tokens: torch.Tensor, cache: Cache) -> torch.Tensor:
+        """Whole prompts of one length (``tokens`` [rows, length], no padding) into an empty
+        cache: the last position's logits."""
+        positions = torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
+
+        def attend(
+            query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float
+        ) -> torch.Tensor:
+            return F.scaled_dot_product_attention(
+                query, keys, values, is_causal=True, scale=scale, enable_gqa=True
+            )
+
+        return self._forward(tokens, positions, cache, attend)
+
+    def _forward(
+        self, tokens: torch.Tensor, positions: torch.Tensor, cache: Cache, attend: _Attend
+    ) -> torch.Tensor:
+        rows, length = tokens.shape
+        heads, kv_heads, head_dim = self._heads, self._kv_heads, self._head_dim
+        hidden = self._inner.embed_tokens(tokens)  # [rows, length, hidden]
+        cos, sin = self._inner.rotary_emb(hidden, positions)  # [rows, length, head_dim]
+        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # over the heads
         half = head_dim // 2
-        cache_layers = cast(list[DynamicLayer], cache.layers)  # the running batch's slabs
-        for layer, cache_layer in zip(self._layers, cache_layers, strict=True):
+        for index, layer in enumerate(self._layers):
             normed = F.rms_norm(hidden, (self._hidden,), layer.input_norm, layer.input_eps)
-            qkv = layer.qkv.project(normed).view(rows, 1, heads + 2 * kv_heads, head_dim)
+            qkv = layer.qkv.project(normed).view(rows, length, heads + 2 * kv_heads, head_dim)
             qk = qkv[:, :, : heads + kv_heads]
             qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * sin
-            # A key/value head's queries as its rows: attention on the cache as it is, no repeat.
-            query = qk[:, 0, :heads].reshape(rows, kv_heads, heads // kv_heads, head_dim)
-            keys, values = cache_layer.update(
-                qk[:, :, heads:].transpose(1, 2), qkv[:, :, heads + kv_heads :].transpose(1, 2)
+            keys, values = cache.update(
+                qk[:, :, heads:].transpose(1, 2), qkv[:, :, heads + kv_heads :].transpose(1, 2), index
             )
-            attended = F.scaled_dot_product_attention(
-                query, keys, values, attn_mask=mask, scale=layer.scaling
-            )
-            hidden = hidden + layer.o_proj(attended.reshape(rows, 1, heads * head_dim))
+            attended = attend(qk[:, :, :heads].transpose(1, 2), keys, values, layer.scaling)
+            hidden = hidden + layer.o_proj(attended.transpose(1, 2).reshape(rows, length, heads * head_dim))
             normed = F.rms_norm(hidden, (self._hidden,), layer.post_norm, layer.post_eps)
             gate, up = layer.gate_up.project(normed).split(self._intermediate, dim=-1)
             hidden = hidden + layer.down_proj(F.silu(gate) * up)

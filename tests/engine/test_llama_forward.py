@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from service.engine.cpu_linear import pack_linear_layers, packing_supported
-from service.engine.decode_step import DecodeStep
+from service.engine.llama_forward import LlamaForward
 from service.engine.loader import load_model
 from service.engine.running_batch import RunningBatch
 from service.settings import Settings
@@ -35,14 +35,20 @@ class Row:
     """A running row; the decode step reads none of its fields."""
 
 
-def joined(model: torch.nn.Module, prompts: list[list[int]]) -> RunningBatch:
-    """Each prompt prefilled on its own, then joined: rows of different lengths, left-padded."""
+def joined(
+    model: torch.nn.Module, prompts: list[list[int]], forward: LlamaForward | None = None
+) -> RunningBatch:
+    """Each prompt prefilled on its own (by ``forward`` if given), then joined: rows of different
+    lengths, left-padded."""
     batch = RunningBatch(max_rows=8)
     for prompt in prompts:
         ids = torch.tensor([prompt])
         cache = DynamicCache()
-        logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits
-        batch.join([Row()], cache, torch.ones_like(ids), logits[:, -1].argmax(-1))  # type: ignore[list-item]
+        if forward is None:
+            logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits[:, -1]
+        else:
+            logits = forward.prefill(ids, cache)
+        batch.join([Row()], cache, torch.ones_like(ids), logits.argmax(-1))  # type: ignore[list-item]
     return batch
 
 
@@ -56,11 +62,11 @@ def step(batch: RunningBatch, forward: Any) -> torch.Tensor:
 
 
 def compare(model: torch.nn.Module, prompts: list[list[int]]) -> tuple[float, int]:
-    """Two identical batches, one stepped by transformers, one by DecodeStep: the largest logit
-    difference and the steps whose greedy tokens differ. A row leaves halfway, so the slab's
-    rows move and its padding columns are cut."""
-    decode_step = DecodeStep.for_model(model)
-    assert decode_step is not None
+    """Two batches of the same prompts, one prefilled and stepped by transformers, one by
+    LlamaForward: the largest logit difference and the steps whose greedy tokens differ. A row
+    leaves halfway, so the slab's rows move and its padding columns are cut."""
+    forward = LlamaForward.for_model(model)
+    assert forward is not None
 
     def transformers_forward(batch: RunningBatch) -> torch.Tensor:
         return model(
@@ -73,13 +79,13 @@ def compare(model: torch.nn.Module, prompts: list[list[int]]) -> tuple[float, in
 
     def ours(batch: RunningBatch) -> torch.Tensor:
         assert batch.cache is not None
-        return decode_step(
+        return forward(
             batch.next_tokens, batch.attention_mask, batch.next_positions.unsqueeze(-1), batch.cache
         )
 
     worst, differing = 0.0, 0
     with torch.inference_mode():
-        theirs_batch, our_batch = joined(model, prompts), joined(model, prompts)
+        theirs_batch, our_batch = joined(model, prompts), joined(model, prompts, forward)
         for index in range(STEPS):
             if index == STEPS // 2:
                 for batch in (theirs_batch, our_batch):
@@ -149,5 +155,21 @@ def test_models_it_does_not_know_keep_transformers_forward() -> None:
     pack_linear_layers(other)
 
     for model in (unpacked, gelu, windowed, other):
-        assert DecodeStep.for_model(model) is None, type(model).__name__
-    assert DecodeStep.for_model(tiny(LlamaConfig)) is not None
+        assert LlamaForward.for_model(model) is None, type(model).__name__
+    assert LlamaForward.for_model(tiny(LlamaConfig)) is not None
+
+
+def test_a_prefill_of_prompts_of_one_length_gives_transformers_logits_and_cache() -> None:
+    model = tiny(LlamaConfig)
+    forward = LlamaForward.for_model(model)
+    assert forward is not None
+    ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 13, 14]])
+    with torch.inference_mode():
+        theirs_cache, our_cache = DynamicCache(), DynamicCache()
+        expected = model(input_ids=ids, past_key_values=theirs_cache, use_cache=True).logits[:, -1]
+        got = forward.prefill(ids, our_cache)
+
+    assert (expected - got).abs().max().item() < 1e-4
+    for theirs, ours in zip(theirs_cache.layers, our_cache.layers, strict=True):
+        assert (theirs.keys - ours.keys).abs().max().item() < 1e-4
+        assert (theirs.values - ours.values).abs().max().item() < 1e-4
