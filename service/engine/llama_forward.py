@@ -68,7 +68,7 @@ class LlamaForward:
 
     @classmethod
     def for_model(cls, model: torch.nn.Module) -> LlamaForward | None:
-        """A decode step for ``model``, or None when only transformers' forward knows it."""
+        """The forward pass for ``model``, or None when only transformers' forward knows it."""
         config = getattr(model, "config", None)
         if type(model).__name__ not in _ARCHITECTURES or config is None:
             return None
