@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 from transformers import DynamicCache
 
+from service.engine.batch_loop import transformers_decode_logits
 from service.engine.llama_forward import LlamaForward
 from service.engine.loader import load_model
 from service.engine.running_batch import RunningBatch
@@ -82,13 +83,7 @@ def measure(
     ]
 
     def theirs(batch: RunningBatch) -> torch.Tensor:
-        return model(
-            input_ids=batch.next_tokens,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.next_positions.unsqueeze(-1),
-            past_key_values=batch.cache,
-            use_cache=True,
-        ).logits[:, -1, :]
+        return transformers_decode_logits(model, batch)
 
     def our_step(batch: RunningBatch) -> torch.Tensor:
         assert batch.cache is not None

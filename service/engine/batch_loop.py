@@ -176,13 +176,7 @@ class BatchLoop:
         if self._forward is not None:
             logits = self._forward(batch.next_tokens, batch.attention_mask, positions, batch.cache)
         else:
-            logits = self._model(
-                input_ids=batch.next_tokens,
-                attention_mask=batch.attention_mask,
-                position_ids=positions,
-                past_key_values=batch.cache,
-                use_cache=True,
-            ).logits[:, -1, :]
+            logits = transformers_decode_logits(self._model, batch)
         batch.next_positions = batch.next_positions + 1
         tokens, logprobs = self._sample(batch.requests, logits)
         batch.next_tokens = tokens.unsqueeze(-1)
@@ -234,6 +228,17 @@ class BatchLoop:
             if not finished and not request.cancelled:
                 keep.append(row)
         batch.keep(keep)
+
+
+def transformers_decode_logits(model: torch.nn.Module, batch: RunningBatch) -> torch.Tensor:
+    """A decode step through the model's own (transformers') forward: every row's next-token logits."""
+    return model(
+        input_ids=batch.next_tokens,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.next_positions.unsqueeze(-1),
+        past_key_values=batch.cache,
+        use_cache=True,
+    ).logits[:, -1, :]
 
 
 def _per_row(values: list[float] | list[int], off: float, device: torch.device) -> torch.Tensor | None:

@@ -18,6 +18,7 @@ from transformers import (
     Qwen2Config,
 )
 
+from service.engine.batch_loop import transformers_decode_logits
 from service.engine.cpu_linear import pack_linear_layers, packing_supported
 from service.engine.llama_forward import LlamaForward
 from service.engine.loader import load_model
@@ -69,13 +70,7 @@ def compare(model: torch.nn.Module, prompts: list[list[int]]) -> tuple[float, in
     assert forward is not None
 
     def transformers_forward(batch: RunningBatch) -> torch.Tensor:
-        return model(
-            input_ids=batch.next_tokens,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.next_positions.unsqueeze(-1),
-            past_key_values=batch.cache,
-            use_cache=True,
-        ).logits[:, -1, :]
+        return transformers_decode_logits(model, batch)
 
     def ours(batch: RunningBatch) -> torch.Tensor:
         assert batch.cache is not None
