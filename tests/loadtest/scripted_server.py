@@ -20,7 +20,8 @@ REASONS = {200: "OK", 401: "Unauthorized", 429: "Too Many Requests", 500: "Inter
 
 @dataclass
 class Script:
-    """What the server answers: a status, then each ``(delay_s, bytes)`` step as one HTTP chunk."""
+    """What the server answers: a status, then each ``(delay_s, bytes)`` step as one HTTP chunk,
+    ``delay_s`` after the step before it was due."""
 
     steps: list[tuple[float, bytes]] = field(default_factory=list)
     status: int = 200
@@ -84,8 +85,13 @@ class ScriptedServer:
             "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
         )
         await writer.drain()
+        # Each step at its time from the start (delays add up): one late wake-up on a loaded
+        # machine delays that step only, not every step after it.
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         for delay_s, data in script.steps:
-            await asyncio.sleep(delay_s)
+            due += delay_s
+            await asyncio.sleep(max(0.0, due - loop.time()))
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))
             await writer.drain()
         if not script.drop_connection:
