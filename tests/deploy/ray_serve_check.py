@@ -27,7 +27,7 @@ from ray import serve
 from ray._private.state import actors as actor_table
 
 REQUEST_TIMEOUT_S = 6
-LONG = 1800  # tokens: several seconds on tiny-random, past REQUEST_TIMEOUT_S on one thread
+LONG = 1800  # tokens: 5-6 s on tiny-random on one thread, about REQUEST_TIMEOUT_S
 REPLICA_CLASS = "ServeReplica:default:LLMServer"
 COMPLETION = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "ignore_eos": True}
 
@@ -130,8 +130,8 @@ def replaces_a_killed_replica(http: httpx.Client, instances: set[str]) -> dict[s
 
 
 def stream_outlives_shutdown(base_url: str) -> dict[str, Any]:
-    """Delete the app under a stream longer than the service's deadline: Ray waits for it, and
-    it ends with the service's timeout event, not cut."""
+    """Delete the app under a long stream: Ray waits for it, and it ends whole (done, or the
+    service's timeout event), not cut."""
     with (
         httpx.Client(base_url=base_url, timeout=60) as http,
         http.stream("POST", "/v1/chat", json=chat(LONG)) as stream,
