@@ -9,7 +9,8 @@ and the prefill of prompts that need no padding (one prompt, or several of one l
 - RMSNorm as ``F.rms_norm`` (one op instead of six);
 - q, k and v from the one packed projection (service.engine.cpu_linear), rotated together;
 - decode attention on the key/value heads, a group's queries as its rows (transformers'
-  ``pack_gqa`` for one query), with no mask when no row is padded; prefill attention causal;
+  ``pack_gqa`` for one query), read from the KV slab in place by a kernel of our own
+  (service.engine.decode_attention; SDPA where the cache is another); prefill attention causal;
 - gate and up from the one packed projection, split.
 
 Models it does not know (another architecture, a sliding window, unpacked weights) keep
@@ -29,13 +30,15 @@ import torch.nn.functional as F  # noqa: N812 (the usual name)
 from transformers.cache_utils import Cache
 
 from service.engine.cpu_linear import PackedProjections, SharedInputLinear
+from service.engine.decode_attention import slab_attention, slab_supported
+from service.engine.kv_slab import SlabLayer
 
 # Decoder-only models whose layers are Llama's: pre-norm RMSNorm, rotary q/k, SiLU-gated MLP.
 _ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
 
 
-# attend(query [rows, heads, length, head_dim], keys, values, scale) -> the same shape as query
-_Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+# attend(query [rows, heads, length, head_dim], keys, values, scale, layer index) -> query's shape
+_Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -83,17 +86,33 @@ class LlamaForward:
         self, tokens: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor, cache: Cache
     ) -> torch.Tensor:
         """One new token per row (``tokens`` [rows, 1]) over the running batch's cache."""
-        # One query attends to every column in use; only padding on the left is masked.
-        mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
         rows, kv_heads, group = tokens.shape[0], self._kv_heads, self._heads // self._kv_heads
+        slabs = [layer for layer in cache.layers if isinstance(layer, SlabLayer)]
+        if len(slabs) == len(cache.layers) and slab_supported(slabs[0].slab_keys):
+            kernel_mask = attention_mask.to(torch.uint8).contiguous()
 
-        def attend(
-            query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float
-        ) -> torch.Tensor:
-            # A key/value head's queries as its rows (transformers' pack_gqa): no repeated cache.
-            packed = query.reshape(rows, kv_heads, group, self._head_dim)
-            attended = F.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=scale)
-            return attended.reshape(query.shape)
+            def attend(
+                query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float, index: int
+            ) -> torch.Tensor:
+                layer = slabs[index]
+                assert kernel_mask.shape[1] == layer.end - layer.start, "the mask covers the columns in use"
+                packed = query.reshape(rows, kv_heads, group, self._head_dim)
+                attended = slab_attention(
+                    packed, layer.slab_keys, layer.slab_values, layer.start, kernel_mask, scale
+                )
+                return attended.reshape(query.shape)
+
+        else:
+            # One query attends to every column in use; only padding on the left is masked.
+            mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
+
+            def attend(
+                query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float, index: int
+            ) -> torch.Tensor:
+                # A key/value head's queries as its rows (transformers' pack_gqa): no repeated cache.
+                packed = query.reshape(rows, kv_heads, group, self._head_dim)
+                attended = F.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=scale)
+                return attended.reshape(query.shape)
 
         return self._forward(tokens, positions, cache, attend)
 
@@ -103,7 +122,7 @@ class LlamaForward:
         positions = torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
 
         def attend(
-            query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float
+            query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float, index: int
         ) -> torch.Tensor:
             return F.scaled_dot_product_attention(
                 query, keys, values, is_causal=True, scale=scale, enable_gqa=True
@@ -128,7 +147,7 @@ class LlamaForward:
             keys, values = cache.update(
                 qk[:, :, heads:].transpose(1, 2), qkv[:, :, heads + kv_heads :].transpose(1, 2), index
             )
-            attended = attend(qk[:, :, :heads].transpose(1, 2), keys, values, layer.scaling)
+            attended = attend(qk[:, :, :heads].transpose(1, 2), keys, values, layer.scaling, index)
             hidden = hidden + layer.o_proj(attended.transpose(1, 2).reshape(rows, length, heads * head_dim))
             normed = F.rms_norm(hidden, (self._hidden,), layer.post_norm, layer.post_eps)
             gate, up = layer.gate_up.project(normed).split(self._intermediate, dim=-1)

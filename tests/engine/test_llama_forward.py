@@ -18,8 +18,10 @@ from transformers import (
     Qwen2Config,
 )
 
+from service.engine import llama_forward
 from service.engine.batch_loop import transformers_decode_logits
 from service.engine.cpu_linear import pack_linear_layers, packing_supported
+from service.engine.decode_attention import slab_attention
 from service.engine.llama_forward import LlamaForward
 from service.engine.loader import load_model
 from service.engine.running_batch import RunningBatch
@@ -168,3 +170,24 @@ def test_a_prefill_of_prompts_of_one_length_gives_transformers_logits_and_cache(
     for theirs, ours in zip(theirs_cache.layers, our_cache.layers, strict=True):
         assert (theirs.keys - ours.keys).abs().max().item() < 1e-4
         assert (theirs.values - ours.values).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["slab-kernel", "sdpa"])
+def test_decode_attention_runs_the_slab_kernel_on_float32_slabs_and_sdpa_otherwise(
+    kernel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def counted(*args: Any) -> torch.Tensor:
+        calls.append(args)
+        return slab_attention(*args)
+
+    monkeypatch.setattr(llama_forward, "slab_attention", counted)
+    if not kernel:
+        monkeypatch.setattr(llama_forward, "slab_supported", lambda slab: False)
+
+    worst, differing = compare(tiny(LlamaConfig), [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11]])
+
+    assert worst < 1e-4
+    assert differing == 0
+    assert len(calls) == (STEPS * 2 if kernel else 0)  # every step, each of the 2 layers
