@@ -43,6 +43,13 @@ class SlabLayer(DynamicLayer):
         self.end += new
         return self._refresh_views()
 
+    def append_column(self) -> None:
+        """Take the next column after the ones in use, for a kernel that writes the new token's key
+        and value there itself (service.engine.decode_kernels)."""
+        self.reserve(left=0, right=1)
+        self.end += 1
+        self._refresh_views()
+
     def make_room(self, keys: torch.Tensor) -> None:
         """Allocate what :meth:`append_rows` of rows like ``keys`` needs (the only step of a join
         that allocates, so a join that runs out of memory fails before it changes anything)."""

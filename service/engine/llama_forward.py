@@ -9,8 +9,10 @@ and the prefill of prompts that need no padding (one prompt, or several of one l
 - RMSNorm as ``F.rms_norm`` (one op instead of six);
 - q, k and v from the one packed projection (service.engine.cpu_linear), rotated together;
 - decode attention on the key/value heads, a group's queries as its rows (transformers'
-  ``pack_gqa`` for one query), read from the KV slab in place by a kernel of our own
-  (service.engine.decode_attention; SDPA where the cache is another); prefill attention causal;
+  ``pack_gqa`` for one query); prefill attention causal;
+- a decode step over the running batch's KV slab (float32): between the linear layers, numba
+  kernels of our own (service.engine.decode_kernels): RoPE, the cache write and attention in
+  one, the residual add and RMSNorm in one;
 - gate and up from the one packed projection, split.
 
 Models it does not know (another architecture, a sliding window, unpacked weights) keep
@@ -30,7 +32,7 @@ import torch.nn.functional as F  # noqa: N812 (the usual name)
 from transformers.cache_utils import Cache
 
 from service.engine.cpu_linear import PackedProjections, SharedInputLinear
-from service.engine.decode_attention import slab_attention, slab_supported
+from service.engine.decode_kernels import add_rms_norm, attention_block, slab_supported
 from service.engine.kv_slab import SlabLayer
 
 # Decoder-only models whose layers are Llama's: pre-norm RMSNorm, rotary q/k, SiLU-gated MLP.
@@ -86,33 +88,20 @@ class LlamaForward:
         self, tokens: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor, cache: Cache
     ) -> torch.Tensor:
         """One new token per row (``tokens`` [rows, 1]) over the running batch's cache."""
-        rows, kv_heads, group = tokens.shape[0], self._kv_heads, self._heads // self._kv_heads
         slabs = [layer for layer in cache.layers if isinstance(layer, SlabLayer)]
         if len(slabs) == len(cache.layers) and slab_supported(slabs[0].slab_keys):
-            kernel_mask = attention_mask.to(torch.uint8).contiguous()
+            return self._decode_over_slabs(tokens, attention_mask, positions, slabs)
+        rows, kv_heads, group = tokens.shape[0], self._kv_heads, self._heads // self._kv_heads
+        # One query attends to every column in use; only padding on the left is masked.
+        mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
 
-            def attend(
-                query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float, index: int
-            ) -> torch.Tensor:
-                layer = slabs[index]
-                assert kernel_mask.shape[1] == layer.end - layer.start, "the mask covers the columns in use"
-                packed = query.reshape(rows, kv_heads, group, self._head_dim)
-                attended = slab_attention(
-                    packed, layer.slab_keys, layer.slab_values, layer.start, kernel_mask, scale
-                )
-                return attended.reshape(query.shape)
-
-        else:
-            # One query attends to every column in use; only padding on the left is masked.
-            mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
-
-            def attend(
-                query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float, index: int
-            ) -> torch.Tensor:
-                # A key/value head's queries as its rows (transformers' pack_gqa): no repeated cache.
-                packed = query.reshape(rows, kv_heads, group, self._head_dim)
-                attended = F.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=scale)
-                return attended.reshape(query.shape)
+        def attend(
+            query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float, index: int
+        ) -> torch.Tensor:
+            # A key/value head's queries as its rows (transformers' pack_gqa): no repeated cache.
+            packed = query.reshape(rows, kv_heads, group, self._head_dim)
+            attended = F.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=scale)
+            return attended.reshape(query.shape)
 
         return self._forward(tokens, positions, cache, attend)
 
@@ -129,6 +118,40 @@ class LlamaForward:
             )
 
         return self._forward(tokens, positions, cache, attend)
+
+    def _decode_over_slabs(
+        self,
+        tokens: torch.Tensor,
+        attention_mask: torch.Tensor,
+        positions: torch.Tensor,
+        slabs: list[SlabLayer],
+    ) -> torch.Tensor:
+        """A decode step over the running batch's slabs (float32, CPU): between the linear layers,
+        service.engine.decode_kernels' attention block and residual-add-and-RMSNorm."""
+        rows = tokens.shape[0]
+        hidden = self._inner.embed_tokens(tokens).view(rows, self._hidden)  # a new tensor: added to in place
+        cos, sin = self._inner.rotary_emb(hidden, positions)  # [rows, 1, head_dim]
+        cos, sin = cos.view(rows, self._head_dim), sin.view(rows, self._head_dim)
+        mask = attention_mask.to(torch.uint8).contiguous()
+        first, final = self._layers[0], self._inner.norm
+        normed = F.rms_norm(hidden, (self._hidden,), first.input_norm, first.input_eps)
+        for index, layer in enumerate(self._layers):
+            slab = slabs[index]
+            slab.append_column()
+            assert mask.shape[1] == slab.end - slab.start, "the mask covers the columns in use"
+            qkv = layer.qkv.project(normed).view(rows, -1, self._head_dim)
+            attended = attention_block(
+                qkv, cos, sin, slab.slab_keys, slab.slab_values, slab.start, mask, layer.scaling
+            )
+            normed = add_rms_norm(hidden, layer.o_proj(attended), layer.post_norm, layer.post_eps)
+            gate, up = layer.gate_up.project(normed).split(self._intermediate, dim=-1)
+            down = layer.down_proj(F.silu(gate) * up)
+            if index + 1 < len(self._layers):
+                after = self._layers[index + 1]
+                normed = add_rms_norm(hidden, down, after.input_norm, after.input_eps)
+            else:
+                normed = add_rms_norm(hidden, down, final.weight, final.variance_epsilon)
+        return cast(torch.Tensor, cast(Any, self._model).lm_head(normed))
 
     def _forward(
         self, tokens: torch.Tensor, positions: torch.Tensor, cache: Cache, attend: _Attend

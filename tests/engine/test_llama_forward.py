@@ -21,7 +21,7 @@ from transformers import (
 from service.engine import llama_forward
 from service.engine.batch_loop import transformers_decode_logits
 from service.engine.cpu_linear import pack_linear_layers, packing_supported
-from service.engine.decode_attention import slab_attention
+from service.engine.decode_kernels import attention_block
 from service.engine.llama_forward import LlamaForward
 from service.engine.loader import load_model
 from service.engine.running_batch import RunningBatch
@@ -173,16 +173,16 @@ def test_a_prefill_of_prompts_of_one_length_gives_transformers_logits_and_cache(
 
 
 @pytest.mark.parametrize("kernel", [True, False], ids=["slab-kernel", "sdpa"])
-def test_decode_attention_runs_the_slab_kernel_on_float32_slabs_and_sdpa_otherwise(
+def test_decode_steps_run_the_kernels_on_float32_slabs_and_sdpa_otherwise(
     kernel: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
 
     def counted(*args: Any) -> torch.Tensor:
         calls.append(args)
-        return slab_attention(*args)
+        return attention_block(*args)
 
-    monkeypatch.setattr(llama_forward, "slab_attention", counted)
+    monkeypatch.setattr(llama_forward, "attention_block", counted)
     if not kernel:
         monkeypatch.setattr(llama_forward, "slab_supported", lambda slab: False)
 
