@@ -111,7 +111,7 @@ def measure(
             model(input_ids=ids, past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
             times["transformers"].append(time.perf_counter() - started)
             started = time.perf_counter()
-            ours.prefill(ids, DynamicCache())
+            ours.prefill([prompts[0]], DynamicCache())
             times["ours"].append(time.perf_counter() - started)
         results[f"prefill {ids.shape[1]} tokens"] = _medians_ms(times)
     return results

@@ -61,21 +61,23 @@ def prefill_together(
     pad_token_id: int,
     forward: LlamaForward | None = None,
 ) -> Prefilled:
-    """One forward pass over the left-padded prompts of ``requests``: ``forward``'s when they
-    need no padding (one prompt, or several of one length), else the model's."""
+    """One forward pass over the prompts of ``requests``, their cache left-padded to the longest:
+    ``forward``'s (prompts packed, no padding) where the batch loop has one, else the model's."""
     started = time.perf_counter()
+    for request in requests:
+        request.started_at = started
+    cache = DynamicCache()
+    if forward is not None:
+        attention_mask, logits = forward.prefill([request.prompt_ids for request in requests], cache)
+        return Prefilled(cache, attention_mask, logits)
     device = next(model.parameters()).device
     longest = max(len(request.prompt_ids) for request in requests)
     input_ids = torch.full((len(requests), longest), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(requests), longest), dtype=torch.long)
     for row, request in enumerate(requests):
-        request.started_at = started
         input_ids[row, longest - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
         attention_mask[row, longest - len(request.prompt_ids) :] = 1
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    cache = DynamicCache()
-    if forward is not None and all(len(request.prompt_ids) == longest for request in requests):
-        return Prefilled(cache, attention_mask, forward.prefill(input_ids, cache))
     logits = model(
         input_ids=input_ids,
         attention_mask=attention_mask,

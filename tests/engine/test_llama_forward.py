@@ -50,7 +50,7 @@ def joined(
         if forward is None:
             logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits[:, -1]
         else:
-            logits = forward.prefill(ids, cache)
+            _, logits = forward.prefill([prompt], cache)
         batch.join([Row()], cache, torch.ones_like(ids), logits.argmax(-1))  # type: ignore[list-item]
     return batch
 
@@ -156,20 +156,34 @@ def test_models_it_does_not_know_keep_transformers_forward() -> None:
     assert LlamaForward.for_model(tiny(LlamaConfig)) is not None
 
 
-def test_a_prefill_of_prompts_of_one_length_gives_transformers_logits_and_cache() -> None:
+def test_a_packed_prefill_of_prompts_of_any_lengths_gives_transformers_padded_prefill() -> None:
+    """The prompts packed end to end give what transformers' left-padded pass gives: the same
+    mask, last-position logits and cache at every position in use."""
     model = tiny(LlamaConfig)
     forward = LlamaForward.for_model(model)
     assert forward is not None
-    ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 13, 14]])
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15, 16, 17, 18], [19]]
+    longest = max(len(prompt) for prompt in prompts)
+    ids = torch.tensor([[0] * (longest - len(prompt)) + prompt for prompt in prompts])
+    mask = torch.tensor([[0] * (longest - len(prompt)) + [1] * len(prompt) for prompt in prompts])
     with torch.inference_mode():
         theirs_cache, our_cache = DynamicCache(), DynamicCache()
-        expected = model(input_ids=ids, past_key_values=theirs_cache, use_cache=True).logits[:, -1]
-        got = forward.prefill(ids, our_cache)
+        expected = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            past_key_values=theirs_cache,
+            use_cache=True,
+        ).logits[:, -1]
+        got_mask, got = forward.prefill(prompts, our_cache)
 
+    assert torch.equal(got_mask, mask)
     assert (expected - got).abs().max().item() < 1e-4
+    in_use = mask.bool()[:, None, :, None]
     for theirs, ours in zip(theirs_cache.layers, our_cache.layers, strict=True):
-        assert (theirs.keys - ours.keys).abs().max().item() < 1e-4
-        assert (theirs.values - ours.values).abs().max().item() < 1e-4
+        assert ours.keys.shape == theirs.keys.shape
+        assert ((theirs.keys - ours.keys) * in_use).abs().max().item() < 1e-4
+        assert ((theirs.values - ours.values) * in_use).abs().max().item() < 1e-4
 
 
 @pytest.mark.parametrize("kernel", [True, False], ids=["slab-kernel", "sdpa"])
