@@ -113,7 +113,7 @@ class LlamaForward:
         layers (a padded pass of 43- to 52-token prompts spends a sixth of its GEMMs on
         padding), each attending causally to itself only.
         """
-        device = self._model.get_input_embeddings().weight.device
+        device = self._inner.embed_tokens.weight.device
         lengths = [len(prompt) for prompt in prompts]
         longest = max(lengths)
         tokens = torch.tensor([[token for prompt in prompts for token in prompt]], device=device)
