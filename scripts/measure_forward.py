@@ -2,6 +2,7 @@
 
     python scripts/measure_forward.py                    # SmolLM2-135M, 2 threads, batch 1 and 8
     python scripts/measure_forward.py --rows 1 4 16 --steps 200
+    python scripts/measure_forward.py --baseline sdpa   # ours with SDPA in decode steps, not its kernels
 
 For each batch size, two running batches of the same prompts (left-padded, as the batch loop
 joins them) take decode steps in turn, one through transformers' forward and one through
@@ -58,10 +59,17 @@ def timed_step(
 
 
 def measure(
-    model_name: str, threads: int, rows_levels: list[int], steps: int, cache_dir: str | None = None
+    model_name: str,
+    threads: int,
+    rows_levels: list[int],
+    steps: int,
+    cache_dir: str | None = None,
+    baseline: str = "transformers",
 ) -> dict[str, dict[str, float]]:
     """Per case ('decode N rows', 'prefill N tokens'): median ms of each forward, and for decode the
-    largest logit difference between the two."""
+    largest logit difference between the two. ``baseline``: decode steps through transformers'
+    forward, or through ours with SDPA instead of service.engine.decode_kernels ('sdpa');
+    prefills are always against transformers'."""
     settings = Settings(
         model=model_name, torch_threads=threads, **({"cache_dir": cache_dir} if cache_dir else {})
     )
@@ -82,7 +90,13 @@ def measure(
         for text in PROMPTS
     ]
 
+    without_kernels = LlamaForward(model, decode_kernels=False)
+
     def theirs(batch: RunningBatch) -> torch.Tensor:
+        if baseline == "sdpa":
+            assert batch.cache is not None
+            positions = batch.next_positions.unsqueeze(-1)
+            return without_kernels(batch.next_tokens, batch.attention_mask, positions, batch.cache)
         return transformers_decode_logits(model, batch)
 
     def our_step(batch: RunningBatch) -> torch.Tensor:
@@ -129,13 +143,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--baseline", choices=["transformers", "sdpa"], default="transformers")
     args = parser.parse_args()
 
     print(f"{args.model}, {args.threads} threads, medians of interleaved runs ({args.steps} decode steps)")
-    for case, found in measure(args.model, args.threads, args.rows, args.steps).items():
+    for case, found in measure(
+        args.model, args.threads, args.rows, args.steps, baseline=args.baseline
+    ).items():
         difference = found.get("logit_difference")
+        # The decode baseline is ours without its kernels under --baseline sdpa; prefills are transformers'.
+        label = "ours with SDPA" if args.baseline == "sdpa" and case.startswith("decode") else "transformers"
         print(
-            f"  {case}: transformers {found['transformers']:.1f} ms, ours {found['ours']:.1f} ms"
+            f"  {case}: {label} {found['transformers']:.1f} ms, ours {found['ours']:.1f} ms"
             f" ({found['ours'] / found['transformers']:.2f}x)"
             + (f"; largest logit difference {difference:.1e}" if difference is not None else "")
         )

@@ -60,9 +60,11 @@ class LlamaForward:
     """``step(tokens, attention_mask, positions, cache)``: the next-token logits of every row;
     :meth:`prefill` for new prompts."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, decode_kernels: bool = True) -> None:
+        """``decode_kernels=False``: decode steps with SDPA, for comparing (scripts/measure_forward.py)."""
         config = cast(Any, model).config
         self._model = model
+        self._decode_kernels = decode_kernels
         self._inner = cast(Any, model).model
         self._heads = config.num_attention_heads
         self._kv_heads = config.num_key_value_heads
@@ -89,7 +91,7 @@ class LlamaForward:
     ) -> torch.Tensor:
         """One new token per row (``tokens`` [rows, 1]) over the running batch's cache."""
         slabs = [layer for layer in cache.layers if isinstance(layer, SlabLayer)]
-        if len(slabs) == len(cache.layers) and slab_supported(slabs[0].slab_keys):
+        if self._decode_kernels and len(slabs) == len(cache.layers) and slab_supported(slabs[0].slab_keys):
             return self._decode_over_slabs(tokens, attention_mask, positions, slabs)
         rows, kv_heads, group = tokens.shape[0], self._kv_heads, self._heads // self._kv_heads
         # One query attends to every column in use; only padding on the left is masked.

@@ -18,3 +18,13 @@ def test_decode_and_prefill_are_measured_on_both_forwards(model_cache_dir: Path)
         assert found["transformers"] > 0
         assert found["ours"] > 0
     assert results["decode 3 rows"]["logit_difference"] < 1e-3
+
+
+def test_the_baseline_can_be_our_forward_without_its_decode_kernels(model_cache_dir: Path) -> None:
+    """tiny-random is a Llama on packed weights: both sides run our forward, one with SDPA."""
+    results = measure(
+        "tiny-random", threads=1, rows_levels=[2], steps=4, cache_dir=str(model_cache_dir), baseline="sdpa"
+    )
+
+    assert results["decode 2 rows"]["transformers"] > 0
+    assert results["decode 2 rows"]["logit_difference"] < 1e-4
