@@ -24,6 +24,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PATH=/opt/venv/bin:$PATH \
     HF_HOME=/models/huggingface \
     CACHE_DIR=/models/llm-serving \
+    NUMBA_CACHE_DIR=/models/numba \
     MODEL_ID=$MODEL_ID \
     HOST=0.0.0.0 \
     PORT=8000
@@ -31,9 +32,11 @@ ENV DEBIAN_FRONTEND=noninteractive \
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # Versions come from the Ubuntu 24.04 release the base image pins; apt pins would break on every security update.
+# libgomp1: numba's OpenMP threads for the CPU decode kernels (service/engine/decode_kernels.py); without it
+# numba falls back to its slower workqueue threads.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv "$VIRTUAL_ENV" \
     && useradd --create-home --uid 1001 --shell /usr/sbin/nologin app \
