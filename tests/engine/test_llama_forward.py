@@ -24,6 +24,7 @@ from service.engine.cpu_linear import pack_linear_layers, packing_supported
 from service.engine.decode_kernels import attention_block
 from service.engine.llama_forward import LlamaForward
 from service.engine.loader import load_model
+from service.engine.prefill import prefill_together
 from service.engine.running_batch import RunningBatch
 from service.settings import Settings
 
@@ -156,34 +157,32 @@ def test_models_it_does_not_know_keep_transformers_forward() -> None:
     assert LlamaForward.for_model(tiny(LlamaConfig)) is not None
 
 
+class Prompt:
+    """A request as prefill_together reads it."""
+
+    def __init__(self, prompt_ids: list[int]) -> None:
+        self.prompt_ids, self.started_at = prompt_ids, None
+
+
 def test_a_packed_prefill_of_prompts_of_any_lengths_gives_transformers_padded_prefill() -> None:
-    """The prompts packed end to end give what transformers' left-padded pass gives: the same
-    mask, last-position logits and cache at every position in use."""
+    """The prompts packed end to end give what transformers' left-padded pass (the batch loop's
+    prefill without LlamaForward) gives: the same mask, last-position logits and cache at every
+    position in use."""
     model = tiny(LlamaConfig)
     forward = LlamaForward.for_model(model)
     assert forward is not None
-    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15, 16, 17, 18], [19]]
-    longest = max(len(prompt) for prompt in prompts)
-    ids = torch.tensor([[0] * (longest - len(prompt)) + prompt for prompt in prompts])
-    mask = torch.tensor([[0] * (longest - len(prompt)) + [1] * len(prompt) for prompt in prompts])
+    requests: Any = [Prompt(ids) for ids in [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15, 16, 17, 18], [19]]]
     with torch.inference_mode():
-        theirs_cache, our_cache = DynamicCache(), DynamicCache()
-        expected = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-            past_key_values=theirs_cache,
-            use_cache=True,
-        ).logits[:, -1]
-        got_mask, got = forward.prefill(prompts, our_cache)
+        theirs = prefill_together(model, requests, 0)
+        ours = prefill_together(model, requests, 0, forward)
 
-    assert torch.equal(got_mask, mask)
-    assert (expected - got).abs().max().item() < 1e-4
-    in_use = mask.bool()[:, None, :, None]
-    for theirs, ours in zip(theirs_cache.layers, our_cache.layers, strict=True):
-        assert ours.keys.shape == theirs.keys.shape
-        assert ((theirs.keys - ours.keys) * in_use).abs().max().item() < 1e-4
-        assert ((theirs.values - ours.values) * in_use).abs().max().item() < 1e-4
+    assert torch.equal(ours.attention_mask, theirs.attention_mask)
+    assert (theirs.logits - ours.logits).abs().max().item() < 1e-4
+    in_use = theirs.attention_mask.bool()[:, None, :, None]
+    for their_layer, our_layer in zip(theirs.cache.layers, ours.cache.layers, strict=True):
+        assert our_layer.keys.shape == their_layer.keys.shape
+        assert ((their_layer.keys - our_layer.keys) * in_use).abs().max().item() < 1e-4
+        assert ((their_layer.values - our_layer.values) * in_use).abs().max().item() < 1e-4
 
 
 @pytest.mark.parametrize("kernel", [True, False], ids=["slab-kernel", "sdpa"])
