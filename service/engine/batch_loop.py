@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -28,6 +29,9 @@ from service.engine.running_batch import RunningBatch
 from service.engine.sampling import add_gumbel_noise, sampling_distribution
 
 logger = logging.getLogger(__name__)
+
+# An idle loop gathers a burst of arrivals for at most this many gaps (arrival_gap_s) in all.
+_MAX_GATHER_GAPS = 10
 
 
 class BatchLoop:
@@ -45,8 +49,10 @@ class BatchLoop:
         pad_token_id: int,
         stop_token_ids: Sequence[int],
         prefill_chunk_tokens: int = 512,
+        arrival_gap_s: float = 0.0,
     ) -> None:
         self._model = model
+        self._arrival_gap_s = arrival_gap_s
         self._max_batch_size = max_batch_size
         self._prefill_chunk_tokens = prefill_chunk_tokens
         self._prefilling: list[ChunkedPrefill] = []  # long prompts, a chunk per iteration
@@ -132,16 +138,30 @@ class BatchLoop:
             self._prefilling.pop(0)
 
     def _take_new(self, block: bool) -> bool:
-        """Move submitted requests to the waiting list (waiting for one if ``block``); False once stopped."""
+        """Move submitted requests to the waiting list; False once stopped.
+
+        ``block``: the loop is idle, so wait for a request, then for more arriving within
+        ``arrival_gap_s`` of each other. Clients that send at once reach this thread a few ms
+        apart (8 at once: within 6 ms, each parsed and tokenized on the event loop first); taken
+        at once, the first is prefilled alone and the rest wait for it (4 streams: TTFT about
+        120 ms for one and 390 for three, where one pass of all four takes about 300).
+        """
+        block = block and not self._waiting
+        timeout: float | None = None  # the first request of an idle loop: as long as it takes
+        gather_until = 0.0
         while True:
             try:
-                request = self._pending.get(block=block and not self._waiting)
+                request = self._pending.get(timeout=timeout) if block else self._pending.get_nowait()
             except queue.Empty:
                 return True
             if request is None:
                 return False
             self._waiting.append(request)
-            block = False
+            now = time.monotonic()
+            if timeout is None:
+                gather_until = now + _MAX_GATHER_GAPS * self._arrival_gap_s
+            timeout = min(self._arrival_gap_s, gather_until - now)
+            block = block and timeout > 0 and len(self._waiting) < self._max_batch_size
 
     def _joining(self, running: int) -> list[BatchRequest]:
         """The waiting requests that fit beside ``running`` rows, in arrival order."""

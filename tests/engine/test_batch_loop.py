@@ -135,3 +135,30 @@ def test_a_cancelled_row_stops_within_a_step_and_frees_its_place(
     assert late_request.generated == len(late.token_ids) == 5
     for request, _ in rows[1:]:
         request.cancelled = True
+
+
+@pytest.mark.parametrize("gap_s", [1.0, 0.0], ids=["gathered", "at-once"])
+def test_an_idle_loop_gathers_requests_arriving_within_the_gap_into_one_prefill(
+    loaded: LoadedModel, gap_s: float
+) -> None:
+    """A burst reaching an idle loop is prefilled in one pass (one started_at for all); with no
+    gap the first starts alone. A 1 s gap against 50 ms between arrivals: no race on a slow machine."""
+    tokenizer = loaded.tokenizer
+    loop = BatchLoop(
+        loaded.model, 4, pad_token_id=0, stop_token_ids=[tokenizer.eos_token_id], arrival_gap_s=gap_s
+    )
+    try:
+        first, first_done = submit(loop, prompt(loaded, "hello"), 3)
+        if gap_s == 0.0:
+            assert first_done.finished.wait(60)  # certainly started before the next one arrives
+        else:
+            time.sleep(0.05)
+        second, second_done = submit(loop, prompt(loaded, "hi there"), 3)
+        assert first_done.finished.wait(60)
+        assert second_done.finished.wait(60)
+    finally:
+        loop.stop()
+
+    assert first.started_at is not None
+    assert second.started_at is not None
+    assert (first.started_at == second.started_at) == (gap_s > 0)
