@@ -138,14 +138,10 @@ class BatchLoop:
             self._prefilling.pop(0)
 
     def _take_new(self, block: bool) -> bool:
-        """Move submitted requests to the waiting list; False once stopped.
-
-        ``block``: the loop is idle, so wait for a request, then for more arriving within
-        ``arrival_gap_s`` of each other. Clients that send at once reach this thread a few ms
-        apart (8 at once: within 6 ms, each parsed and tokenized on the event loop first); taken
-        at once, the first is prefilled alone and the rest wait for it (4 streams: TTFT about
-        120 ms for one and 390 for three, where one pass of all four takes about 300).
-        """
+        """Move submitted requests to the waiting list; False once stopped. ``block``: the loop is
+        idle, so wait for a request, then for more arriving within ``arrival_gap_s`` of each other:
+        clients that send at once arrive a few ms apart (8: within 6 ms), and the first prefilled
+        alone makes the rest wait for it (docs/performance.md: A burst reaching an idle engine)."""
         block = block and not self._waiting
         timeout: float | None = None  # the first request of an idle loop: as long as it takes
         gather_until = 0.0
