@@ -96,7 +96,11 @@ class SlabLayer(DynamicLayer):
         if left <= self.start and self.end + right <= columns and rows <= slab_rows:
             return
         in_use = self.end - self.start
-        new_columns = max(2 * columns, left + in_use + right + _HEADROOM_COLUMNS)
+        needed = left + in_use + right
+        # Columns double only when they run out: rows joining (or a longer row shifting the columns
+        # in use right) keep the width. Doubling for those too made a burst of 16 joining in passes
+        # allocate (and zero) gigabytes, seconds of a 2-core CPU's time.
+        new_columns = columns if needed <= columns else max(2 * columns, needed + _HEADROOM_COLUMNS)
         new_rows = max(rows, min(2 * slab_rows, self.max_rows)) if rows > slab_rows else slab_rows
         _, heads, _, head_dim = self.slab_keys.shape
         keys = self.slab_keys.new_zeros((new_rows, heads, new_columns, head_dim))

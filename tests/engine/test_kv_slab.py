@@ -78,6 +78,21 @@ def test_rows_grow_by_doubling_up_to_the_most_the_batch_runs() -> None:
     assert views(layer)[0].shape[0] == 3
 
 
+def test_rows_joining_keep_the_slabs_width_while_it_suffices() -> None:
+    """Joins that need more rows, or more columns on the left, move the slab without doubling its
+    columns (a burst joining pass after pass once doubled them at each join)."""
+    layer = SlabLayer(max_rows=16)
+    layer.append_rows(states(4, 40), states(4, 40))
+    width = layer.slab_keys.shape[2]
+    for rows, length in ((4, 44), (1, 52), (4, 48), (3, 60)):
+        layer.append_rows(states(rows, length), states(rows, length))
+        layer.update(states(layer.rows, 1), states(layer.rows, 1))  # a decode step between joins
+
+    assert layer.slab_keys.shape[0] == 16
+    assert layer.slab_keys.shape[2] == width
+    assert views(layer)[0].shape == (16, HEADS, 61, DIM)  # the longest, 60, and a step
+
+
 def test_a_slab_cache_is_a_transformers_cache_the_model_can_update() -> None:
     cache = slab_cache(num_layers=2, max_rows=4)
     for layer in cache.layers:
