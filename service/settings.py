@@ -78,12 +78,19 @@ class EngineSettings(BaseSettings):
         description="Batched engine: prompts longer than this are prefilled this many tokens per "
         "decode step, so running streams keep flowing meanwhile.",
     )
+    prefill_pass_tokens: int = Field(
+        256,
+        ge=16,
+        description="Batched engine: new prompts are prefilled in forward passes of at most this many "
+        "tokens, back to back, each pass's first tokens sent as it ends (a burst's first streams "
+        "start sooner; docs/performance.md).",
+    )
     arrival_gap_ms: float = Field(
         5.0,
         ge=0,
         description="Batched engine: an idle engine, given a request, waits for more arriving within "
         "this many ms of each other (ten times that at most in all), so that a burst is prefilled "
-        "in one pass; 0: start at once.",
+        "together; 0: start at once.",
     )
     device: str = Field(
         "auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda' or 'cuda:N'."

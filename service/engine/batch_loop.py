@@ -24,7 +24,7 @@ import torch.nn.functional as F  # noqa: N812 (the usual name)
 from service.engine.batch_request import BatchRequest
 from service.engine.llama_forward import LlamaForward
 from service.engine.logprobs import SampledLogprobs, sampled_logprobs
-from service.engine.prefill import ChunkedPrefill, Prefilled, length_groups, prefill_together
+from service.engine.prefill import ChunkedPrefill, Prefilled, prefill_passes, prefill_together
 from service.engine.running_batch import RunningBatch
 from service.engine.sampling import add_gumbel_noise, sampling_distribution
 
@@ -49,12 +49,14 @@ class BatchLoop:
         pad_token_id: int,
         stop_token_ids: Sequence[int],
         prefill_chunk_tokens: int = 512,
+        prefill_pass_tokens: int = 256,
         arrival_gap_s: float = 0.0,
     ) -> None:
         self._model = model
         self._arrival_gap_s = arrival_gap_s
         self._max_batch_size = max_batch_size
         self._prefill_chunk_tokens = prefill_chunk_tokens
+        self._prefill_pass_tokens = prefill_pass_tokens
         self._prefilling: list[ChunkedPrefill] = []  # long prompts, a chunk per iteration
         self._pad_token_id = pad_token_id
         self._stop_token_ids = frozenset(stop_token_ids)
@@ -104,25 +106,21 @@ class BatchLoop:
                 batch.reset()
 
     def _prefill_new(self, batch: RunningBatch) -> None:
-        """Join new short prompts, grouped by length, up to ``prefill_chunk_tokens`` (padding
-        included) before the next decode step; queue the long ones for chunks."""
+        """Join new short prompts, grouped by length, in passes of ``prefill_pass_tokens``, up to
+        ``prefill_chunk_tokens`` (padding included) before the next decode step; queue the long
+        ones for chunks."""
         short = []
         for request in self._joining(len(batch.requests) + len(self._prefilling)):
             if len(request.prompt_ids) > self._prefill_chunk_tokens:
                 self._prefilling.append(ChunkedPrefill(request, self._prefill_chunk_tokens))
             else:
                 short.append(request)
-        budget, deferred = self._prefill_chunk_tokens, []
-        for group in length_groups(short):
-            fits = budget // max(len(request.prompt_ids) for request in group)  # >= 1 for the first
-            if fits:
-                self._admit(
-                    batch,
-                    group[:fits],
-                    partial(prefill_together, self._model, group[:fits], self._pad_token_id, self._forward),
-                )
-                budget -= fits * max(len(request.prompt_ids) for request in group[:fits])
-            deferred += group[fits:]
+        passes, deferred = prefill_passes(short, self._prefill_chunk_tokens, self._prefill_pass_tokens)
+        for prefill_pass in passes:
+            joining = [request for request in prefill_pass if not request.cancelled]  # in earlier passes
+            if joining:
+                prefill = partial(prefill_together, self._model, joining, self._pad_token_id, self._forward)
+                self._admit(batch, joining, prefill)
         # The rest go first at the next step, in arrival order.
         self._waiting = sorted(deferred, key=lambda request: request.submitted_at) + self._waiting
 

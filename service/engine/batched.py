@@ -78,6 +78,7 @@ class BatchedEngine(Engine):
             pad_token_id=loaded.pad_token_id,
             stop_token_ids=loaded.eos_token_ids,
             prefill_chunk_tokens=self._settings.prefill_chunk_tokens,
+            prefill_pass_tokens=self._settings.prefill_pass_tokens,
             arrival_gap_s=self._settings.arrival_gap_ms / 1000,
         )
         if self._settings.warmup_tokens == 0:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 from unittest import mock
 
 import pytest
@@ -17,11 +18,11 @@ from service.engine.batch_request import BatchRequest
 from service.engine.batched import BatchedEngine
 from service.engine.loader import LoadedModel, load_model
 from service.engine.logprobs import SampledLogprobs
-from service.engine.prefill import length_groups
+from service.engine.prefill import length_groups, prefill_passes
 from service.engine.running_batch import RunningBatch
 from service.engine.sequential import SequentialEngine
 from service.settings import Settings
-from tests.engine.test_batch_loop import Collected, generate_reference, prompt, submit
+from tests.engine.test_batch_loop import TOP_P, Collected, generate_reference, prompt, submit
 
 CHUNK = 16
 
@@ -51,6 +52,22 @@ def test_padding_stays_under_a_quarter_of_a_groups_tokens() -> None:
     for group in groups:
         padding = len(group) * max(group) - sum(group)
         assert padding <= max(0.25 * sum(group), 16 * len(group))
+
+
+def test_passes_split_a_group_and_the_budget_defers_the_rest() -> None:
+    requests = [Prompted([1] * 200)] + [Prompted([1] * 40) for _ in range(8)]
+
+    passes, deferred = prefill_passes(requests, budget_tokens=210, pass_tokens=100)
+
+    assert lengths(passes) == [[40, 40], [40, 40], [40]]  # shortest first, 5 x 40 of the 210
+    assert sorted(len(request.prompt_ids) for request in deferred) == [40, 40, 40, 200]
+
+
+def test_a_prompt_longer_than_a_pass_gets_a_pass_of_its_own() -> None:
+    passes, deferred = prefill_passes([Prompted([1] * 300)], budget_tokens=512, pass_tokens=256)
+
+    assert lengths(passes) == [[300]]
+    assert deferred == []
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +192,50 @@ def test_a_burst_of_short_prompts_is_prefilled_a_budget_at_a_time(loaded: Loaded
     assert 8 * longest > 64, "the burst is more than one budget"
     starts = sorted({request.started_at for request, _ in submitted})
     assert len(starts) >= -(-8 * min(len(ids) for ids in prompts) // 64), "prefilled over several steps"
+    for ids, (_, collected) in zip(prompts, submitted, strict=True):
+        assert collected.token_ids == generate_reference(loaded, ids, 6, 0.0, 0)
+
+
+class FirstTokenTimed(Collected):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_token_at: float | None = None
+
+    def __call__(self, token_ids: list[int], *args: Any, **kwargs: Any) -> None:
+        if token_ids and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        super().__call__(token_ids, *args, **kwargs)
+
+
+def test_a_burst_is_prefilled_in_passes_each_sending_its_first_tokens_as_it_ends(loaded: LoadedModel) -> None:
+    """Passes of one prompt each: the first pass's stream has its first token before the last
+    pass begins, and every stream reads as generate() makes it. A 1 s arrival gap gathers all four."""
+    eos = loaded.tokenizer.eos_token_id
+    prompts = [prompt(loaded, f"question number {n}: what is {n} times {n}?") for n in range(4)]
+    loop = BatchLoop(
+        loaded.model,
+        4,
+        pad_token_id=0,
+        stop_token_ids=[eos],
+        prefill_pass_tokens=max(len(ids) for ids in prompts),
+        arrival_gap_s=1.0,
+    )
+    submitted = []
+    try:
+        for ids in prompts:
+            collected = FirstTokenTimed()
+            request = BatchRequest(ids, 6, 0.0, TOP_P, 0, True, collected)
+            loop.submit(request)
+            submitted.append((request, collected))
+        for _, collected in submitted:
+            assert collected.finished.wait(60)
+    finally:
+        loop.stop()
+
+    by_start = sorted(submitted, key=lambda pair: cast(float, pair[0].started_at))
+    assert len({request.started_at for request, _ in submitted}) == 4, "one pass each"
+    first_stream, last_request = by_start[0][1], by_start[-1][0]
+    assert cast(float, first_stream.first_token_at) < cast(float, last_request.started_at)
     for ids, (_, collected) in zip(prompts, submitted, strict=True):
         assert collected.token_ids == generate_reference(loaded, ids, 6, 0.0, 0)
 
