@@ -115,7 +115,10 @@ class BatchLoop:
                 self._prefilling.append(ChunkedPrefill(request, self._prefill_chunk_tokens))
             else:
                 short.append(request)
-        passes, deferred = prefill_passes(short, self._prefill_chunk_tokens, self._prefill_pass_tokens)
+        packed = self._forward is not None
+        passes, deferred = prefill_passes(
+            short, self._prefill_chunk_tokens, self._prefill_pass_tokens, packed
+        )
         for prefill_pass in passes:
             joining = [request for request in prefill_pass if not request.cancelled]  # in earlier passes
             if joining:

@@ -63,20 +63,32 @@ def length_groups(requests: Sequence[BatchRequest]) -> list[list[BatchRequest]]:
 
 
 def prefill_passes(
-    requests: Sequence[BatchRequest], budget_tokens: int, pass_tokens: int
+    requests: Sequence[BatchRequest], budget_tokens: int, pass_tokens: int, packed: bool = False
 ) -> tuple[list[list[BatchRequest]], list[BatchRequest]]:
     """The forward passes that prefill ``requests`` (similar lengths, shortest first, at most
-    ``pass_tokens`` each and ``budget_tokens`` in all, padding counted, one prompt at least),
-    and the requests left over for the next decode step."""
+    ``pass_tokens`` each and ``budget_tokens`` in all, one prompt a pass at least), and the
+    requests left over for the next decode step. Tokens count as the pass computes them:
+    ``packed`` (LlamaForward's prefill) each prompt's own, else the group's longest, padding
+    included. A prompt is at most a budget, so the first always fits."""
     passes: list[list[BatchRequest]] = []
     deferred: list[BatchRequest] = []
     for group in length_groups(requests):
         longest = max(len(request.prompt_ids) for request in group)
-        fits = budget_tokens // longest  # >= 1 for the first: its prompts are at most a budget
-        admitted, deferred = group[:fits], deferred + group[fits:]
-        budget_tokens -= len(admitted) * longest
-        per_pass = max(1, pass_tokens // longest)
-        passes += [admitted[start : start + per_pass] for start in range(0, len(admitted), per_pass)]
+        current: list[BatchRequest] = []
+        current_tokens = 0
+        for request in group:
+            tokens = len(request.prompt_ids) if packed else longest
+            if tokens > budget_tokens:
+                deferred.append(request)
+                continue
+            if current and current_tokens + tokens > pass_tokens:
+                passes.append(current)
+                current, current_tokens = [], 0
+            current.append(request)
+            current_tokens += tokens
+            budget_tokens -= tokens
+        if current:
+            passes.append(current)
     return passes, deferred
 
 

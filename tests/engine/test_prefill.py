@@ -63,6 +63,16 @@ def test_passes_split_a_group_and_the_budget_defers_the_rest() -> None:
     assert sorted(len(request.prompt_ids) for request in deferred) == [40, 40, 40, 200]
 
 
+def test_packed_passes_count_each_prompts_own_tokens() -> None:
+    requests = [Prompted([1] * n) for n in (44, 46, 52, 46, 43, 48, 47, 49)]
+
+    padded, _ = prefill_passes(requests, budget_tokens=512, pass_tokens=256)
+    packed, _ = prefill_passes(requests, budget_tokens=512, pass_tokens=256, packed=True)
+
+    assert [len(group) for group in padded] == [4, 4]  # 256 // 52
+    assert lengths(packed) == [[43, 44, 46, 46, 47], [48, 49, 52]]  # 226 tokens, then the rest
+
+
 def test_a_prompt_longer_than_a_pass_gets_a_pass_of_its_own() -> None:
     passes, deferred = prefill_passes([Prompted([1] * 300)], budget_tokens=512, pass_tokens=256)
 
