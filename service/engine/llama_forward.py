@@ -203,14 +203,23 @@ class LlamaForward:
                 qk[:, :, heads:].transpose(1, 2), qkv[:, :, heads + kv_heads :].transpose(1, 2), index
             )
             attended = attend(qk[:, :, :heads].transpose(1, 2), keys, values, layer.scaling, index)
-            hidden = hidden + layer.o_proj(attended.transpose(1, 2).reshape(rows, length, heads * head_dim))
+            attended = attended.transpose(1, 2).reshape(rows, length, heads * head_dim)
+            if index + 1 == len(self._layers):
+                # Past the last layer's cache write only the logits' positions matter: its o_proj
+                # and MLP for those alone (a 46-token prompt: 1 row instead of 46, 3% of a prefill).
+                hidden, attended = _at_logits(hidden, last), _at_logits(attended, last)
+            hidden = hidden + layer.o_proj(attended)
             normed = F.rms_norm(hidden, (self._hidden,), layer.post_norm, layer.post_eps)
             gate, up = layer.gate_up.project(normed).split(self._intermediate, dim=-1)
             hidden = hidden + layer.down_proj(F.silu(gate) * up)
         norm = self._inner.norm
-        hidden = hidden[:, -1] if last is None else hidden[0, last]
         hidden = F.rms_norm(hidden, (self._hidden,), norm.weight, norm.variance_epsilon)
         return cast(torch.Tensor, cast(Any, self._model).lm_head(hidden))
+
+
+def _at_logits(states: torch.Tensor, last: list[int] | None) -> torch.Tensor:
+    """``states`` [rows, length, width] at each row's last position, or at ``last`` of the one row."""
+    return states[:, -1] if last is None else states[0, last]
 
 
 class _LeftPadded:
