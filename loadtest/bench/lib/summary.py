@@ -224,8 +224,8 @@ def merge_repeats(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One server's repeated measurements as one: the median of every number, level by level.
 
     Failures and wrong lengths add up; ``repeats`` keeps each run's aggregate tokens/s per
-    level, so that the spread behind a median stays visible. A server unavailable in every
-    run is reported as the first run says.
+    level, and ``ttft_p50_repeats`` each run's TTFT p50, so that the spread behind a median
+    stays visible. A server unavailable in every run is reported as the first run says.
     """
     available = [run for run in runs if run.get("available")]
     if not available:
@@ -241,6 +241,10 @@ def merge_repeats(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for index, level in enumerate(available[0]["levels"])
     }
     merged["repeats"]["single"] = [run["single_stream"]["served_over_raw"] for run in available]
+    merged["ttft_p50_repeats"] = {
+        str(level["concurrency"]): [run["levels"][index].get("ttft_p50_s") for run in available]
+        for index, level in enumerate(available[0]["levels"])
+    }
     return merged
 
 

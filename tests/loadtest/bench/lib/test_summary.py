@@ -131,6 +131,8 @@ def test_a_level_with_failures_does_not_count_toward_a_target() -> None:
 def test_repeated_runs_merge_into_medians_level_by_level() -> None:
     runs = [server(100.0, ratio, 0.004, {1: 100 * ratio, 8: 400 * ratio}) for ratio in (0.9, 1.0, 1.2)]
     runs[2]["levels"][1]["failed"] = 1
+    for run, ttft in zip(runs, (0.5, 0.3, 0.4), strict=True):
+        run["levels"][1]["ttft_p50_s"] = ttft
 
     merged = merge_repeats(runs)
 
@@ -138,6 +140,8 @@ def test_repeated_runs_merge_into_medians_level_by_level() -> None:
     assert [level["aggregate_tokens_per_s"] for level in merged["levels"]] == [100.0, 400.0]
     assert merged["levels"][1]["failed"] == 1  # failures add up
     assert merged["repeats"]["8"] == [360.0, 400.0, 480.0]
+    assert merged["levels"][1]["ttft_p50_s"] == 0.4
+    assert merged["ttft_p50_repeats"]["8"] == [0.5, 0.3, 0.4]
     assert merge_repeats([{"available": False, "reason": "x"}])["reason"] == "x"
 
 
