@@ -12,7 +12,7 @@ and the prefill of new prompts, packed end to end without padding:
   ``pack_gqa`` for one query); prefill attention causal within each prompt;
 - a decode step over the running batch's KV slab (float32): between the linear layers, numba
   kernels of our own (service.engine.decode_kernels): RoPE, the cache write and attention in
-  one, the residual add and RMSNorm in one;
+  one, the residual add and RMSNorm in one (the latter in float32 prefills too);
 - gate and up from the one packed projection, split.
 
 Models it does not know (another architecture, a sliding window, unpacked weights) keep
@@ -61,7 +61,8 @@ class LlamaForward:
     :meth:`prefill` for new prompts."""
 
     def __init__(self, model: torch.nn.Module, decode_kernels: bool = True) -> None:
-        """``decode_kernels=False``: decode steps with SDPA, for comparing (scripts/measure_forward.py)."""
+        """``decode_kernels=False``: decode steps with SDPA and torch's RMSNorm everywhere, for
+        comparing (scripts/measure_forward.py)."""
         config = cast(Any, model).config
         self._model = model
         self._decode_kernels = decode_kernels
@@ -159,7 +160,7 @@ class LlamaForward:
         cos, sin = self._inner.rotary_emb(hidden, positions)  # [rows, 1, head_dim]
         cos, sin = cos.view(rows, self._head_dim), sin.view(rows, self._head_dim)
         mask = attention_mask.to(torch.uint8).contiguous()
-        first, final = self._layers[0], self._inner.norm
+        first = self._layers[0]
         normed = F.rms_norm(hidden, (self._hidden,), first.input_norm, first.input_eps)
         for index, layer in enumerate(self._layers):
             slab = slabs[index]
@@ -172,12 +173,15 @@ class LlamaForward:
             normed = add_rms_norm(hidden, layer.o_proj(attended), layer.post_norm, layer.post_eps)
             gate, up = layer.gate_up.project(normed).split(self._intermediate, dim=-1)
             down = layer.down_proj(F.silu(gate) * up)
-            if index + 1 < len(self._layers):
-                after = self._layers[index + 1]
-                normed = add_rms_norm(hidden, down, after.input_norm, after.input_eps)
-            else:
-                normed = add_rms_norm(hidden, down, final.weight, final.variance_epsilon)
+            normed = add_rms_norm(hidden, down, *self._norm_after(index))
         return cast(torch.Tensor, cast(Any, self._model).lm_head(normed))
+
+    def _norm_after(self, index: int) -> tuple[torch.Tensor, float]:
+        """The RMSNorm after layer ``index``: the next layer's input norm, or the model's final one."""
+        if index + 1 < len(self._layers):
+            after = self._layers[index + 1]
+            return after.input_norm, after.input_eps
+        return self._inner.norm.weight, self._inner.norm.variance_epsilon
 
     def _forward(
         self,
@@ -190,12 +194,15 @@ class LlamaForward:
         """Logits at each row's last position, or at ``last`` (positions of the one packed row)."""
         rows, length = tokens.shape
         heads, kv_heads, head_dim = self._heads, self._kv_heads, self._head_dim
-        hidden = self._inner.embed_tokens(tokens)  # [rows, length, hidden]
+        hidden = self._inner.embed_tokens(tokens)  # [rows, length, hidden], a new tensor
         cos, sin = self._inner.rotary_emb(hidden, positions)  # [rows, length, head_dim]
         cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # over the heads
         half = head_dim // 2
+        # The residual add and RMSNorm as one kernel (in place) where the decode step uses it.
+        fused = self._decode_kernels and hidden.dtype == torch.float32
+        first = self._layers[0]
+        normed = F.rms_norm(hidden, (self._hidden,), first.input_norm, first.input_eps)
         for index, layer in enumerate(self._layers):
-            normed = F.rms_norm(hidden, (self._hidden,), layer.input_norm, layer.input_eps)
             qkv = layer.qkv.project(normed).view(rows, length, heads + 2 * kv_heads, head_dim)
             qk = qkv[:, :, : heads + kv_heads]
             qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * sin
@@ -208,18 +215,27 @@ class LlamaForward:
                 # Past the last layer's cache write only the logits' positions matter: its o_proj
                 # and MLP for those alone (a 46-token prompt: 1 row instead of 46, 3% of a prefill).
                 hidden, attended = _at_logits(hidden, last), _at_logits(attended, last)
-            hidden = hidden + layer.o_proj(attended)
-            normed = F.rms_norm(hidden, (self._hidden,), layer.post_norm, layer.post_eps)
+            hidden, normed = _add_norm(hidden, layer.o_proj(attended), layer.post_norm, layer.post_eps, fused)
             gate, up = layer.gate_up.project(normed).split(self._intermediate, dim=-1)
-            hidden = hidden + layer.down_proj(F.silu(gate) * up)
-        norm = self._inner.norm
-        hidden = F.rms_norm(hidden, (self._hidden,), norm.weight, norm.variance_epsilon)
-        return cast(torch.Tensor, cast(Any, self._model).lm_head(hidden))
+            down = layer.down_proj(F.silu(gate) * up)
+            hidden, normed = _add_norm(hidden, down, *self._norm_after(index), fused)
+        return cast(torch.Tensor, cast(Any, self._model).lm_head(normed))
+
+
+def _add_norm(
+    hidden: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor, eps: float, fused: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``hidden + delta`` and its RMSNorm: with ``fused``, added in place and normed in one kernel."""
+    if not fused:
+        hidden = hidden + delta
+        return hidden, F.rms_norm(hidden, (hidden.shape[-1],), weight, eps)
+    flat = hidden.view(-1, hidden.shape[-1])
+    return hidden, add_rms_norm(flat, delta.reshape(flat.shape), weight, eps).view(hidden.shape)
 
 
 def _at_logits(states: torch.Tensor, last: list[int] | None) -> torch.Tensor:
     """``states`` [rows, length, width] at each row's last position, or at ``last`` of the one row."""
-    return states[:, -1] if last is None else states[0, last]
+    return states[:, -1].contiguous() if last is None else states[0, last]
 
 
 class _LeftPadded:
