@@ -9,8 +9,8 @@ A group runs in passes of at most ``pass_tokens``, back to back, and each pass's
 tokens go out as it ends. A pass of 185 tokens costs about what a pass of 370 does per
 token on a CPU (GEMMs that large are bound by arithmetic either way), so splitting a burst
 in two sends half its first tokens in half the time for little more in all: 8 prompts at
-once, 2 threads, SmolLM2-135M: first tokens at ~340 and ~650 ms instead of all at ~630
-(docs/performance.md: A burst reaching an idle engine).
+once, 2 threads, SmolLM2-135M: five first tokens at ~400 ms and three at ~670 instead of all
+eight at ~630 (docs/performance.md: A burst in passes).
 
 A long prompt prefilled in one pass also stops every running stream for that long (its
 inter-token latency jumps by the whole prefill). Prompts longer than ``chunk_tokens``
