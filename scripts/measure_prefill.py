@@ -46,7 +46,7 @@ def measure(
     import torch
 
     from loadtest.bench.lib.model import resolve_bench_model
-    from service.engine import batch_loop as loop_module
+    from service.engine import prefill as prefill_module
     from service.engine.batch_loop import BatchLoop
     from service.engine.batch_request import BatchRequest
     from service.engine.loader import load_model
@@ -88,12 +88,15 @@ def measure(
     for _ in range(rounds):
         for version in ("old", "new"):
             chunk = chunk_tokens if version == "new" else 1_000_000
+            pass_tokens = Settings().prefill_pass_tokens if version == "new" else chunk
             # as it was: every prompt that arrived together in one padded pass
             as_it_was = mock.patch.object(
-                loop_module, "length_groups", lambda requests: [requests] if requests else []
+                prefill_module, "length_groups", lambda requests: [requests] if requests else []
             )
             with as_it_was if version == "old" else contextlib.nullcontext():
-                loop = BatchLoop(loaded.model, 8, 0, [eos], prefill_chunk_tokens=chunk)
+                loop = BatchLoop(
+                    loaded.model, 8, 0, [eos], prefill_chunk_tokens=chunk, prefill_pass_tokens=pass_tokens
+                )
                 try:
                     for scenario, fn in (("stall", stall), ("burst", burst)):
                         results.setdefault(f"{scenario} {version}", []).append(fn(loop))
