@@ -107,8 +107,8 @@ class BatchLoop:
 
     def _prefill_new(self, batch: RunningBatch) -> None:
         """Join new short prompts, grouped by length, in passes of ``prefill_pass_tokens``, up to
-        ``prefill_chunk_tokens`` (padding included) before the next decode step; queue the long
-        ones for chunks."""
+        ``prefill_chunk_tokens`` (counted as the pass computes them: prefill_passes) before the
+        next decode step; queue the long ones for chunks."""
         short = []
         for request in self._joining(len(batch.requests) + len(self._prefilling)):
             if len(request.prompt_ids) > self._prefill_chunk_tokens:
