@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 # No nnan/ninf: the softmax's maximum is compared, and a NaN in the cache must stay a NaN.
-_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@numba.njit(fastmath=_FASTMATH, nogil=True, cache=True)
+@numba.njit(fastmath=FASTMATH, nogil=True, cache=True)
 def _attend_one(  # pragma: no cover (compiled: numba runs it, coverage cannot see it)
     query: np.ndarray,
     keys: np.ndarray,
@@ -75,8 +75,8 @@ def _attend_one(  # pragma: no cover (compiled: numba runs it, coverage cannot s
                     out[member, i] += weight * value[i]
 
 
-@numba.njit(fastmath=_FASTMATH, nogil=True, cache=True)
-def _rotate(  # pragma: no cover (compiled)
+@numba.njit(fastmath=FASTMATH, nogil=True, cache=True)
+def rotate(  # pragma: no cover (compiled)
     vector: np.ndarray, cos: np.ndarray, sin: np.ndarray, out: np.ndarray
 ) -> None:
     """RoPE as transformers applies it: ``vector * cos + rotate_half(vector) * sin``."""
@@ -105,11 +105,11 @@ def _attention_block(  # pragma: no cover (compiled)
     column = start + mask.shape[1] - 1  # the new token's
     for task in numba.prange(rows * kv_heads):
         row, head = task // kv_heads, task % kv_heads
-        _rotate(qkv[row, heads + head], cos[row], sin[row], slab_keys[row, head, column])
+        rotate(qkv[row, heads + head], cos[row], sin[row], slab_keys[row, head, column])
         slab_values[row, head, column] = qkv[row, heads + kv_heads + head]
         queries = np.empty((group, head_dim), np.float32)
         for member in range(group):
-            _rotate(qkv[row, head * group + member], cos[row], sin[row], queries[member])
+            rotate(qkv[row, head * group + member], cos[row], sin[row], queries[member])
         _attend_one(
             queries,
             slab_keys[row, head, start : column + 1],
@@ -120,7 +120,7 @@ def _attention_block(  # pragma: no cover (compiled)
         )
 
 
-@numba.njit(fastmath=_FASTMATH, nogil=True, cache=True)
+@numba.njit(fastmath=FASTMATH, nogil=True, cache=True)
 def _add_rms_norm(  # pragma: no cover (compiled)
     hidden: np.ndarray, delta: np.ndarray, weight: np.ndarray, eps: float, normed: np.ndarray
 ) -> None:
@@ -159,7 +159,7 @@ def attention_block(
     ``[start, start + columns)``, the last of them the new token's: its rotated key and its
     value are written there. Returns the attended queries, [rows, heads * head_dim].
     """
-    _use_torch_threads()
+    use_torch_threads()
     rows, projected, head_dim = qkv.shape
     out = qkv.new_empty((rows, projected - 2 * slab_keys.shape[1], head_dim))
     _attention_block(
@@ -185,7 +185,7 @@ def add_rms_norm(hidden: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor
     return normed
 
 
-def _use_torch_threads() -> None:
+def use_torch_threads() -> None:
     """numba's threads for this thread's kernels: as many as torch's (``--torch-threads``)."""
     # numba's config sets its attributes at import, out of the type checker's sight.
     most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]

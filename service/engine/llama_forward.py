@@ -9,7 +9,8 @@ and the prefill of new prompts, packed end to end without padding:
 - RMSNorm as ``F.rms_norm`` (one op instead of six);
 - q, k and v from the one packed projection (service.engine.cpu_linear), rotated together;
 - decode attention on the key/value heads, a group's queries as its rows (transformers'
-  ``pack_gqa`` for one query); prefill attention causal within each prompt;
+  ``pack_gqa`` for one query); prefill attention causal within each prompt, with RoPE in one
+  numba kernel in float32 (service.engine.prefill_kernels);
 - a decode step over the running batch's KV slab (float32): between the linear layers, numba
   kernels of our own (service.engine.decode_kernels): RoPE, the cache write and attention in
   one, the residual add and RMSNorm in one (the latter in float32 prefills too);
@@ -34,6 +35,7 @@ from transformers.cache_utils import Cache
 from service.engine.cpu_linear import PackedProjections, SharedInputLinear
 from service.engine.decode_kernels import add_rms_norm, attention_block, slab_supported
 from service.engine.kv_slab import SlabLayer
+from service.engine.prefill_kernels import prefill_attention, prefill_supported
 
 # Decoder-only models whose layers are Llama's: pre-norm RMSNorm, rotary q/k, SiLU-gated MLP.
 _ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
@@ -144,6 +146,8 @@ class LlamaForward:
 
         padded = _LeftPadded(cache, starts, lengths, longest)
         last = [start + length - 1 for start, length in zip(starts, lengths, strict=True)]
+        if self._decode_kernels and prefill_supported(self._inner.embed_tokens.weight):
+            return mask, self._forward(tokens, positions, padded, attend, last, lengths)
         return mask, self._forward(tokens, positions, padded, attend, last)
 
     def _decode_over_slabs(
@@ -190,8 +194,12 @@ class LlamaForward:
         cache: Cache | _LeftPadded,
         attend: _Attend,
         last: list[int] | None = None,
+        kernel_lengths: list[int] | None = None,
     ) -> torch.Tensor:
-        """Logits at each row's last position, or at ``last`` (positions of the one packed row)."""
+        """Logits at each row's last position, or at ``last`` (positions of the one packed row).
+
+        ``kernel_lengths``: the one packed row's prompts, whose RoPE and attention then run in
+        service.engine.prefill_kernels' kernel instead of torch's ops and ``attend``."""
         rows, length = tokens.shape
         heads, kv_heads, head_dim = self._heads, self._kv_heads, self._head_dim
         hidden = self._inner.embed_tokens(tokens)  # [rows, length, hidden], a new tensor
@@ -204,13 +212,20 @@ class LlamaForward:
         normed = F.rms_norm(hidden, (self._hidden,), first.input_norm, first.input_eps)
         for index, layer in enumerate(self._layers):
             qkv = layer.qkv.project(normed).view(rows, length, heads + 2 * kv_heads, head_dim)
-            qk = qkv[:, :, : heads + kv_heads]
-            qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * sin
-            keys, values = cache.update(
-                qk[:, :, heads:].transpose(1, 2), qkv[:, :, heads + kv_heads :].transpose(1, 2), index
-            )
-            attended = attend(qk[:, :, :heads].transpose(1, 2), keys, values, layer.scaling, index)
-            attended = attended.transpose(1, 2).reshape(rows, length, heads * head_dim)
+            if kernel_lengths is not None:
+                attended, keys, values = prefill_attention(
+                    qkv[0], cos[0, :, 0], sin[0, :, 0], kernel_lengths, kv_heads, layer.scaling
+                )
+                cache.update(keys.unsqueeze(0), values.unsqueeze(0), index)
+                attended = attended.unsqueeze(0)
+            else:
+                qk = qkv[:, :, : heads + kv_heads]
+                qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * sin
+                keys, values = cache.update(
+                    qk[:, :, heads:].transpose(1, 2), qkv[:, :, heads + kv_heads :].transpose(1, 2), index
+                )
+                attended = attend(qk[:, :, :heads].transpose(1, 2), keys, values, layer.scaling, index)
+                attended = attended.transpose(1, 2).reshape(rows, length, heads * head_dim)
             if index + 1 == len(self._layers):
                 # Past the last layer's cache write only the logits' positions matter: its o_proj
                 # and MLP for those alone (a 46-token prompt: 1 row instead of 46, 3% of a prefill).

@@ -25,6 +25,7 @@ from service.engine.decode_kernels import attention_block
 from service.engine.llama_forward import LlamaForward
 from service.engine.loader import load_model
 from service.engine.prefill import prefill_together
+from service.engine.prefill_kernels import prefill_attention
 from service.engine.running_batch import RunningBatch
 from service.settings import Settings
 
@@ -164,10 +165,22 @@ class Prompt:
         self.prompt_ids, self.started_at = prompt_ids, None
 
 
-def test_a_packed_prefill_of_prompts_of_any_lengths_gives_transformers_padded_prefill() -> None:
+@pytest.mark.parametrize("kernel", [True, False], ids=["prefill-kernel", "sdpa"])
+def test_a_packed_prefill_of_prompts_of_any_lengths_gives_transformers_padded_prefill(
+    kernel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The prompts packed end to end give what transformers' left-padded pass (the batch loop's
     prefill without LlamaForward) gives: the same mask, last-position logits and cache at every
-    position in use."""
+    position in use; RoPE and attention in service.engine.prefill_kernels' kernel or in torch."""
+    calls = []
+
+    def counted(*args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        calls.append(args)
+        return prefill_attention(*args)
+
+    monkeypatch.setattr(llama_forward, "prefill_attention", counted)
+    if not kernel:
+        monkeypatch.setattr(llama_forward, "prefill_supported", lambda states: False)
     model = tiny(LlamaConfig)
     forward = LlamaForward.for_model(model)
     assert forward is not None
@@ -183,6 +196,7 @@ def test_a_packed_prefill_of_prompts_of_any_lengths_gives_transformers_padded_pr
         assert our_layer.keys.shape == their_layer.keys.shape
         assert ((their_layer.keys - our_layer.keys) * in_use).abs().max().item() < 1e-4
         assert ((their_layer.values - our_layer.values) * in_use).abs().max().item() < 1e-4
+    assert len(calls) == (len(model.model.layers) if kernel else 0)
 
 
 @pytest.mark.parametrize("kernel", [True, False], ids=["slab-kernel", "sdpa"])

@@ -1,0 +1,120 @@
+"""A packed prefill's attention on CPUs, RoPE included: a numba kernel of our own.
+
+Prompts prefilled together run packed end to end (service.engine.llama_forward). Per layer,
+torch rotated the queries and keys in five ops (two products, a negation, a concatenation and
+a sum over copies of them) and ran SDPA's flash kernel once per prompt on transposed views:
+on SmolLM2-135M a 46-token prompt spent ~9 ms of its ~107 ms prefill there (torch.profiler,
+2 threads), for arithmetic worth a few hundred microseconds. This kernel rotates every
+token's queries and key in one parallel pass, then attends causally within each prompt in
+parallel over (key/value head, token): a group's queries read each key and value once. It
+writes the attended queries in the layout the output projection reads, and the rotated keys
+and the values as the cache takes them.
+
+Results equal torch's to float rounding (tests/engine/test_prefill_kernels.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+import torch
+
+from service.engine.decode_kernels import FASTMATH, rotate, use_torch_threads
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, nogil=True, cache=True)
+def _prefill_attention(  # pragma: no cover (compiled: numba runs it, coverage cannot see it)
+    qkv: np.ndarray,
+    cos: np.ndarray,
+    sin: np.ndarray,
+    first: np.ndarray,
+    scale: np.float32,
+    queries: np.ndarray,
+    keys: np.ndarray,
+    values: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    tokens, projected, head_dim = qkv.shape
+    kv_heads = keys.shape[0]
+    heads = projected - 2 * kv_heads
+    group = heads // kv_heads
+    for token in numba.prange(tokens):
+        for head in range(heads):
+            rotate(qkv[token, head], cos[token], sin[token], queries[token, head])
+        for head in range(kv_heads):
+            rotate(qkv[token, heads + head], cos[token], sin[token], keys[head, token])
+            values[head, token] = qkv[token, heads + kv_heads + head]
+    for task in numba.prange(kv_heads * tokens):
+        head, token = task // tokens, task % tokens
+        start = first[token]  # its prompt's first token: it attends to that one up to itself
+        seen = token + 1 - start
+        scores = np.empty((group, seen), np.float32)
+        largest = np.full(group, -np.inf, np.float32)
+        for column in range(seen):
+            key = keys[head, start + column]
+            for member in range(group):
+                query = queries[token, head * group + member]
+                total = np.float32(0.0)
+                for i in range(head_dim):
+                    total += query[i] * key[i]
+                scores[member, column] = total * scale
+                largest[member] = max(largest[member], scores[member, column])
+        for member in range(group):
+            norm = np.float32(0.0)
+            for column in range(seen):
+                weight = np.exp(scores[member, column] - largest[member])
+                scores[member, column] = weight
+                norm += weight
+            for column in range(seen):
+                scores[member, column] /= norm
+        attended = out[token, head * group : (head + 1) * group]
+        attended[:] = 0.0
+        for column in range(seen):
+            value = values[head, start + column]
+            for member in range(group):
+                weight = scores[member, column]
+                for i in range(head_dim):
+                    attended[member, i] += weight * value[i]
+
+
+def prefill_attention(
+    qkv: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    lengths: Sequence[int],
+    kv_heads: int,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Causal attention within each of the packed prompts, from their q/k/v projection.
+
+    ``qkv`` is [tokens, heads + 2 * kv_heads, head_dim] (queries, keys, values) of prompts of
+    ``lengths`` end to end, ``cos`` and ``sin`` [tokens, head_dim] at each token's position.
+    Returns the attended queries [tokens, heads * head_dim] and the rotated keys and the
+    values, each [kv_heads, tokens, head_dim].
+    """
+    use_torch_threads()
+    tokens, projected, head_dim = qkv.shape
+    first = np.repeat(np.cumsum([0, *lengths[:-1]]), lengths).astype(np.int64)
+    queries = qkv.new_empty((tokens, projected - 2 * kv_heads, head_dim))
+    keys = qkv.new_empty((kv_heads, tokens, head_dim))
+    values = torch.empty_like(keys)
+    out = torch.empty_like(queries)
+    _prefill_attention(
+        qkv.contiguous().numpy(),
+        cos.contiguous().numpy(),
+        sin.contiguous().numpy(),
+        first,
+        np.float32(scale),
+        queries.numpy(),
+        keys.numpy(),
+        values.numpy(),
+        out.numpy(),
+    )
+    return out.view(tokens, -1), keys, values
+
+
+def prefill_supported(states: torch.Tensor) -> bool:
+    """Whether the kernel takes these activations: float32 on the CPU."""
+    return states.device.type == "cpu" and states.dtype == torch.float32
