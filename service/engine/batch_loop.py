@@ -119,13 +119,19 @@ class BatchLoop:
         passes, deferred = prefill_passes(
             short, self._prefill_chunk_tokens, self._prefill_pass_tokens, packed
         )
-        for prefill_pass in passes:
-            joining = [request for request in prefill_pass if not request.cancelled]  # in earlier passes
-            if joining:
-                prefill = partial(prefill_together, self._model, joining, self._pad_token_id, self._forward)
-                self._admit(batch, joining, prefill)
-        # The rest go first at the next step, in arrival order.
-        self._waiting = sorted(deferred, key=lambda request: request.submitted_at) + self._waiting
+        try:
+            while passes:
+                joining = [request for request in passes.pop(0) if not request.cancelled]  # in earlier passes
+                if joining:
+                    self._admit(batch, joining, partial(self._prefill_pass, joining))
+        finally:
+            # The rest go first at the next step, in arrival order, also the passes not run when
+            # this iteration failed (_run fails the requests it had started only).
+            later = deferred + [request for prefill_pass in passes for request in prefill_pass]
+            self._waiting = sorted(later, key=lambda request: request.submitted_at) + self._waiting
+
+    def _prefill_pass(self, joining: list[BatchRequest]) -> Prefilled:
+        return prefill_together(self._model, joining, self._pad_token_id, self._forward)
 
     def _prefill_next_chunk(self, batch: RunningBatch) -> None:
         """One chunk of the oldest long prompt: the running streams wait for a chunk, not a whole

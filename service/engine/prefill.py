@@ -10,7 +10,11 @@ tokens go out as it ends. A pass of 185 tokens costs about what a pass of 370 do
 token on a CPU (GEMMs that large are bound by arithmetic either way), so splitting a burst
 in two sends half its first tokens in half the time for little more in all: 8 prompts at
 once, 2 threads, SmolLM2-135M: five first tokens at ~400 ms and three at ~670 instead of all
-eight at ~630 (docs/performance.md: A burst in passes).
+eight at ~630 (docs/performance.md: A burst in passes). The first pass takes at most three
+quarters of the burst's tokens: four prompts at once, one pass, sent all four first tokens at
+~300 ms; three of them now go at ~240 and the last at ~350. A pass costs ~40 ms plus ~1.4 ms a
+token here, so the mean first-token time is about flat for a first pass between half and three
+quarters of the burst, and three quarters sends most of it first (its median).
 
 A long prompt prefilled in one pass also stops every running stream for that long (its
 inter-token latency jumps by the whole prefill). Prompts longer than ``chunk_tokens``
@@ -20,6 +24,7 @@ decode steps of the running batch, and join it when their last chunk is in.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +38,8 @@ from service.engine.llama_forward import LlamaForward
 # Padding a group may carry: a quarter of its tokens, or this many tokens a row.
 _PADDING_SHARE = 0.25
 _PADDING_PER_ROW = 16
+# The first pass's share of a burst's tokens at most (module docstring).
+_FIRST_PASS_SHARE = 0.75
 
 
 @dataclass
@@ -69,24 +76,34 @@ def prefill_passes(
     ``pass_tokens`` each and ``budget_tokens`` in all, one prompt a pass at least), and the
     requests left over for the next decode step. Tokens count as the pass computes them:
     ``packed`` (LlamaForward's prefill) each prompt's own, else the group's longest, padding
-    included. A prompt is at most a budget, so the first always fits."""
-    passes: list[list[BatchRequest]] = []
+    included. A prompt is at most a budget, so the first always fits. The first pass takes at
+    most three quarters of all the passes' tokens (module docstring)."""
+    fitting: list[list[tuple[BatchRequest, int]]] = []  # per length group: requests and their tokens
     deferred: list[BatchRequest] = []
     for group in length_groups(requests):
         longest = max(len(request.prompt_ids) for request in group)
-        current: list[BatchRequest] = []
-        current_tokens = 0
+        fitting.append([])
         for request in group:
             tokens = len(request.prompt_ids) if packed else longest
             if tokens > budget_tokens:
                 deferred.append(request)
                 continue
-            if current and current_tokens + tokens > pass_tokens:
+            fitting[-1].append((request, tokens))
+            budget_tokens -= tokens
+    total = sum(tokens for group in fitting for _, tokens in group)
+    limit = min(pass_tokens, math.ceil(_FIRST_PASS_SHARE * total))
+    passes: list[list[BatchRequest]] = []
+    for members in fitting:
+        current: list[BatchRequest] = []
+        current_tokens = 0
+        for request, tokens in members:
+            if current and current_tokens + tokens > limit:
                 passes.append(current)
                 current, current_tokens = [], 0
+            if passes:
+                limit = pass_tokens
             current.append(request)
             current_tokens += tokens
-            budget_tokens -= tokens
         if current:
             passes.append(current)
     return passes, deferred
