@@ -154,6 +154,7 @@ class ChatService:
         """
         arrival = _Arrival.now()
         self._refuse_now()
+        self.engine.announce()
         await self._refuse_far_too_long(messages)
         if answer_schema is not None:
             grammar = await self._compile(answer_schema, text_allowed, schema_param)
@@ -176,6 +177,7 @@ class ChatService:
         """:meth:`start` for a plain prompt (``/v1/completions``): tokenized as it is, no template."""
         arrival = _Arrival.now()
         self._refuse_now()
+        self.engine.announce()
         await self._refuse_far_too_long([Message(role="user", content=text)])
         try:
             prompt = await self.engine.tokenize(text)

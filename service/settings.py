@@ -89,8 +89,9 @@ class EngineSettings(BaseSettings):
         5.0,
         ge=0,
         description="Batched engine: an idle engine, given a request, waits for more arriving within "
-        "this many ms of each other (ten times that at most in all), so that a burst is prefilled "
-        "together; 0: start at once.",
+        "this many ms of each other (ten times that at most in all) while more requests are on "
+        "their way (arrived, not yet templated), so that a burst is prefilled together; a lone "
+        "request starts at once; 0: never wait.",
     )
     device: str = Field(
         "auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda' or 'cuda:N'."

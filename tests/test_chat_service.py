@@ -131,3 +131,14 @@ def test_a_prompt_far_over_the_context_is_refused_from_a_prefix(
     assert just_over.status_code == 400
     assert "the prompt has" in just_over.json()["error"]["message"]
     assert renders.calls == calls_before + 1
+
+
+def test_a_lone_request_is_not_held_for_the_arrival_gap(make_server: Callable[..., Any]) -> None:
+    """The chat service announces each request (service.engine.arrivals): with nothing else on
+    its way, an idle batch loop starts it at once rather than a 1 s gap later."""
+    with make_server(arrival_gap_ms=1000) as url, httpx.Client(base_url=url, timeout=60) as http:
+        lone = [stream_chat(http, {"messages": "hello", "max_new_tokens": 2}) for _ in range(2)]
+
+    for result in lone:
+        assert result.done is not None
+        assert result.done["timings"]["queue_s"] < 0.5, result.done["timings"]

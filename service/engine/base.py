@@ -248,6 +248,12 @@ class Engine(ABC):
                 ready_s - loaded_s,
             )
 
+    def announce(self) -> None:
+        """A request has arrived and may generate soon (the chat service calls this first thing).
+        The batched engine's idle loop waits for announced requests to gather a burst; others
+        need not know."""
+        return
+
     @abstractmethod
     async def _load(self) -> dict[str, str]:
         """Load weights and tokenizer; describe what was loaded (device, dtype, ...) for /ready."""

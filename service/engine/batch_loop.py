@@ -31,7 +31,7 @@ from service.engine.sampling import add_gumbel_noise, sampling_distribution
 logger = logging.getLogger(__name__)
 
 # An idle loop gathers a burst of arrivals for at most this many gaps (arrival_gap_s) in all.
-_MAX_GATHER_GAPS = 10
+MAX_GATHER_GAPS = 10
 
 
 class BatchLoop:
@@ -51,9 +51,13 @@ class BatchLoop:
         prefill_chunk_tokens: int = 512,
         prefill_pass_tokens: int = 256,
         arrival_gap_s: float = 0.0,
+        on_their_way: Callable[[], int] | None = None,
     ) -> None:
+        """``on_their_way``: how many requests are on their way (service.engine.arrivals); an
+        idle loop gathers arrivals only while there are some. None: it gathers every time."""
         self._model = model
         self._arrival_gap_s = arrival_gap_s
+        self._on_their_way = on_their_way
         self._max_batch_size = max_batch_size
         self._prefill_chunk_tokens = prefill_chunk_tokens
         self._prefill_pass_tokens = prefill_pass_tokens
@@ -146,9 +150,10 @@ class BatchLoop:
 
     def _take_new(self, block: bool) -> bool:
         """Move submitted requests to the waiting list; False once stopped. ``block``: the loop is
-        idle, so wait for a request, then for more arriving within ``arrival_gap_s`` of each other:
-        clients that send at once arrive a few ms apart (8: within 6 ms), and the first prefilled
-        alone makes the rest wait for it (docs/performance.md: A burst reaching an idle engine)."""
+        idle, so wait for a request, then, while more are on their way, for them arriving within
+        ``arrival_gap_s`` of each other: clients that send at once arrive a few ms apart (8: within
+        6 ms), and the first prefilled alone makes the rest wait for it (docs/performance.md: A
+        burst reaching an idle engine)."""
         block = block and not self._waiting
         timeout: float | None = None  # the first request of an idle loop: as long as it takes
         gather_until = 0.0
@@ -162,9 +167,10 @@ class BatchLoop:
             self._waiting.append(request)
             now = time.monotonic()
             if timeout is None:
-                gather_until = now + _MAX_GATHER_GAPS * self._arrival_gap_s
+                gather_until = now + MAX_GATHER_GAPS * self._arrival_gap_s
             timeout = min(self._arrival_gap_s, gather_until - now)
             block = block and timeout > 0 and len(self._waiting) < self._max_batch_size
+            block = block and (self._on_their_way is None or self._on_their_way() > 0)
 
     def _joining(self, running: int) -> list[BatchRequest]:
         """The waiting requests that fit beside ``running`` rows, in arrival order."""

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from service.engine.arrivals import Arrivals
 from service.engine.base import (
     DEFAULT_TEMPLATE,
     Engine,
@@ -28,7 +29,7 @@ from service.engine.base import (
     SamplingParams,
     TemplateOptions,
 )
-from service.engine.batch_loop import BatchLoop
+from service.engine.batch_loop import MAX_GATHER_GAPS, BatchLoop
 from service.engine.batch_request import BatchRequest
 from service.engine.grammar import constrained_row
 from service.engine.loader import LoadedModel, load_model
@@ -59,6 +60,9 @@ class BatchedEngine(Engine):
         self._loaded: LoadedModel | None = None
         self._batch_loop: BatchLoop | None = None
         self._mailbox = LoopMailbox()
+        # Requests announced by the chat service and not yet submitted, forgotten after the
+        # longest an idle batch loop gathers arrivals.
+        self._arrivals = Arrivals(horizon_s=MAX_GATHER_GAPS * settings.arrival_gap_ms / 1000)
 
     @property
     def context_length(self) -> int:
@@ -80,6 +84,7 @@ class BatchedEngine(Engine):
             prefill_chunk_tokens=self._settings.prefill_chunk_tokens,
             prefill_pass_tokens=self._settings.prefill_pass_tokens,
             arrival_gap_s=self._settings.arrival_gap_ms / 1000,
+            on_their_way=self._arrivals.on_their_way,
         )
         if self._settings.warmup_tokens == 0:
             return
@@ -113,6 +118,9 @@ class BatchedEngine(Engine):
             raise EngineError(f"engine is not ready: {self.status.reason}")
         return await prompt_tokens_at_least(self._loaded.tokenizer, messages, self.context_length)
 
+    def announce(self) -> None:
+        self._arrivals.announce()
+
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         if not self.ready or self._batch_loop is None or self._loaded is None:
             raise EngineError(f"engine is not ready: {self.status.reason}")
@@ -136,6 +144,7 @@ class BatchedEngine(Engine):
             grammar=constrained_row(params),
             sink=self._mailbox.sink(outputs),
         )
+        self._arrivals.arrived()
         batch_loop.submit(request)
         detokenizer = Detokenizer(loaded.tokenizer.backend_tokenizer, params.stop)
         try:

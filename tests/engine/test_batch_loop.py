@@ -165,3 +165,29 @@ def test_an_idle_loop_gathers_requests_arriving_within_the_gap_into_one_prefill(
     assert first.started_at is not None
     assert second.started_at is not None
     assert (second.started_at < first_done.delivered_at[1]) == (gap_s > 0)
+
+
+@pytest.mark.parametrize("on_their_way", [0, 1], ids=["none-on-their-way", "one-on-its-way"])
+def test_an_idle_loop_waits_for_a_gap_only_while_requests_are_on_their_way(
+    loaded: LoadedModel, on_their_way: int
+) -> None:
+    """A lone request (nothing announced: service.engine.arrivals) starts at once, not a 1 s gap
+    later; one announced and never arriving keeps the loop waiting the gap."""
+    tokenizer = loaded.tokenizer
+    loop = BatchLoop(
+        loaded.model,
+        4,
+        pad_token_id=0,
+        stop_token_ids=[tokenizer.eos_token_id],
+        arrival_gap_s=1.0,
+        on_their_way=lambda: on_their_way,
+    )
+    try:
+        request, done = submit(loop, prompt(loaded, "hello"), 2)
+        assert done.finished.wait(60)
+    finally:
+        loop.stop()
+
+    assert request.started_at is not None
+    waited_s = request.started_at - request.submitted_at
+    assert (waited_s >= 1.0) == bool(on_their_way), waited_s
