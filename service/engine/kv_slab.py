@@ -63,7 +63,13 @@ class SlabLayer(DynamicLayer):
         the columns in use widen them on the left (their padding is the caller's attention mask's)."""
         self.make_room(keys)
         rows, length = keys.shape[0], keys.shape[-2]
-        self.start = min(self.start, self.end - length)
+        start = min(self.start, self.end - length)
+        # Columns coming into use are padding, read as zeros: those left of the columns in use
+        # for the rows already here, and the joining rows' left of their keys.
+        for slab in (self.slab_keys, self.slab_values):
+            slab[: self.rows, :, start : self.start] = 0
+            slab[self.rows : self.rows + rows, :, start : self.end - length] = 0
+        self.start = start
         self.slab_keys[self.rows : self.rows + rows, :, self.end - length : self.end] = keys
         self.slab_values[self.rows : self.rows + rows, :, self.end - length : self.end] = values
         self.rows += rows
@@ -103,19 +109,21 @@ class SlabLayer(DynamicLayer):
         new_columns = columns if needed <= columns else max(2 * columns, needed + _HEADROOM_COLUMNS)
         new_rows = max(rows, min(2 * slab_rows, self.max_rows)) if rows > slab_rows else slab_rows
         _, heads, _, head_dim = self.slab_keys.shape
-        keys = self.slab_keys.new_zeros((new_rows, heads, new_columns, head_dim))
-        values = self.slab_values.new_zeros((new_rows, heads, new_columns, head_dim))
+        keys = self.slab_keys.new_empty((new_rows, heads, new_columns, head_dim))
+        values = self.slab_values.new_empty((new_rows, heads, new_columns, head_dim))
         keys[: self.rows, :, left : left + in_use] = self.slab_keys[: self.rows, :, self.start : self.end]
         values[: self.rows, :, left : left + in_use] = self.slab_values[: self.rows, :, self.start : self.end]
         self.slab_keys, self.slab_values = keys, values
         self.start, self.end = left, left + in_use
 
     def _allocate(self, like: torch.Tensor, rows: int, left: int) -> None:
-        # Zeros, not empty: padding columns are masked out, but attention still multiplies their
-        # values by a zero weight, and 0 * NaN from uninitialised memory is NaN.
+        # Uninitialised, not zeros (zeroing a new batch's slabs was most of its join): only the
+        # columns in use are read, and each is written before it is: a row's keys and values, a
+        # decode step's new column, or zeros for padding (append_rows), which attention
+        # multiplies by a zero weight (0 * NaN from uninitialised memory would be NaN).
         shape = (rows, like.shape[1], left + _HEADROOM_COLUMNS, like.shape[3])
-        self.slab_keys = like.new_zeros(shape)
-        self.slab_values = like.new_zeros(shape)
+        self.slab_keys = like.new_empty(shape)
+        self.slab_values = like.new_empty(shape)
         self.dtype, self.device = like.dtype, like.device
         self.start = self.end = left
         self.is_initialized = True

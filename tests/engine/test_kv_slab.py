@@ -3,6 +3,7 @@ the batch), steps, rows leaving, padding forgotten and the slab growing. Plain t
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 
@@ -59,14 +60,32 @@ def test_joins_steps_leaves_and_growth_match_concatenation() -> None:
     assert layer.get_seq_length() == 605
 
 
-def test_padding_columns_are_zeros_never_uninitialised_memory() -> None:
+def test_padding_columns_are_zeros_never_uninitialised_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slabs are allocated uninitialised: here full of NaN, which must never show in the columns
+    in use (attention multiplies padding by a zero weight, and 0 * NaN is NaN)."""
+    new_empty = torch.Tensor.new_empty
+    nan_filled = lambda self, size: new_empty(self, size).fill_(float("nan"))  # noqa: E731 (a one-liner)
+    monkeypatch.setattr(torch.Tensor, "new_empty", nan_filled)
     layer = SlabLayer(max_rows=4)
     layer.append_rows(states(1, 8), states(1, 8))
     layer.append_rows(states(1, 3), states(1, 3))  # shorter: columns 0-4 of its row are padding
-
     _, values = views(layer)
     assert torch.count_nonzero(values[1, :, :5]) == 0
+
+    layer.update(states(2, 1), states(2, 1))
+    layer.append_rows(states(2, 12), states(2, 12))  # longer, more rows: a new slab, wider on the left
+    layer.keep_rows([1, 2, 3])
+    layer.append_rows(states(1, 20), states(1, 20))  # wider again, within the slab
+    for _ in range(300):  # past the headroom: the slab grows
+        layer.update(states(4, 1), states(4, 1))
+
+    keys, values = views(layer)
+    assert keys.shape == (4, HEADS, 320, DIM)
+    assert torch.isfinite(keys).all()
     assert torch.isfinite(values).all()
+    # The 3-token row (first now): 5 columns of padding, then 3 more for the 12-token rows and 8
+    # for the 20-token one.
+    assert torch.count_nonzero(keys[0, :, :16]) == torch.count_nonzero(values[0, :, :16]) == 0
 
 
 def test_rows_grow_by_doubling_up_to_the_most_the_batch_runs() -> None:
