@@ -67,8 +67,10 @@ class SlabLayer(DynamicLayer):
         # Columns coming into use are padding, read as zeros: those left of the columns in use
         # for the rows already here, and the joining rows' left of their keys.
         for slab in (self.slab_keys, self.slab_values):
-            slab[: self.rows, :, start : self.start] = 0
-            slab[self.rows : self.rows + rows, :, start : self.end - length] = 0
+            if start < self.start:
+                slab[: self.rows, :, start : self.start] = 0
+            if start < self.end - length:
+                slab[self.rows : self.rows + rows, :, start : self.end - length] = 0
         self.start = start
         self.slab_keys[self.rows : self.rows + rows, :, self.end - length : self.end] = keys
         self.slab_values[self.rows : self.rows + rows, :, self.end - length : self.end] = values
