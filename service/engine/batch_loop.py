@@ -119,9 +119,9 @@ class BatchLoop:
                 self._prefilling.append(ChunkedPrefill(request, self._prefill_chunk_tokens))
             else:
                 short.append(request)
-        packed = self._forward is not None
+        packed, idle = self._forward is not None, not batch.requests
         passes, deferred = prefill_passes(
-            short, self._prefill_chunk_tokens, self._prefill_pass_tokens, packed
+            short, self._prefill_chunk_tokens, self._prefill_pass_tokens, packed, split_first=idle
         )
         try:
             while passes:

@@ -10,8 +10,9 @@ tokens go out as it ends. A pass of 185 tokens costs about what a pass of 370 do
 token on a CPU (GEMMs that large are bound by arithmetic either way), so splitting a burst
 in two sends half its first tokens in half the time for little more in all: 8 prompts at
 once, 2 threads, SmolLM2-135M: five first tokens at ~400 ms and three at ~670 instead of all
-eight at ~630 (docs/performance.md: A burst in passes). The first pass takes at most three
-quarters of the burst's tokens: four prompts at once, one pass, sent all four first tokens at
+eight at ~630 (docs/performance.md: A burst in passes). Reaching an idle loop (no stream
+running, so no one else waits for a pass more), the first pass takes at most three quarters of
+the burst's tokens: four prompts at once, one pass, sent all four first tokens at
 ~300 ms; three of them now go at ~240 and the last at ~350. A pass costs ~40 ms plus ~1.4 ms a
 token here, so the mean first-token time is about flat for a first pass between half and three
 quarters of the burst, and three quarters sends most of it first (its median).
@@ -70,14 +71,19 @@ def length_groups(requests: Sequence[BatchRequest]) -> list[list[BatchRequest]]:
 
 
 def prefill_passes(
-    requests: Sequence[BatchRequest], budget_tokens: int, pass_tokens: int, packed: bool = False
+    requests: Sequence[BatchRequest],
+    budget_tokens: int,
+    pass_tokens: int,
+    packed: bool = False,
+    split_first: bool = False,
 ) -> tuple[list[list[BatchRequest]], list[BatchRequest]]:
     """The forward passes that prefill ``requests`` (similar lengths, shortest first, at most
     ``pass_tokens`` each and ``budget_tokens`` in all, one prompt a pass at least), and the
     requests left over for the next decode step. Tokens count as the pass computes them:
     ``packed`` (LlamaForward's prefill) each prompt's own, else the group's longest, padding
-    included. A prompt is at most a budget, so the first always fits. The first pass takes at
-    most three quarters of all the passes' tokens (module docstring)."""
+    included. A prompt is at most a budget, so the first always fits. ``split_first``: no stream
+    is running, so the first pass takes at most three quarters of all the passes' tokens (module
+    docstring); beside running streams a pass more would hold them all up for its overhead."""
     fitting: list[list[tuple[BatchRequest, int]]] = []  # per length group: requests and their tokens
     deferred: list[BatchRequest] = []
     for group in length_groups(requests):
@@ -91,7 +97,7 @@ def prefill_passes(
             fitting[-1].append((request, tokens))
             budget_tokens -= tokens
     total = sum(tokens for group in fitting for _, tokens in group)
-    limit = min(pass_tokens, math.ceil(_FIRST_PASS_SHARE * total))
+    limit = min(pass_tokens, math.ceil(_FIRST_PASS_SHARE * total)) if split_first else pass_tokens
     passes: list[list[BatchRequest]] = []
     for members in fitting:
         current: list[BatchRequest] = []

@@ -73,14 +73,16 @@ def test_packed_passes_count_each_prompts_own_tokens() -> None:
     assert lengths(packed) == [[43, 44, 46, 46, 47], [48, 49, 52]]  # 226 tokens, then the rest
 
 
-def test_the_first_pass_takes_at_most_three_quarters_of_a_bursts_tokens() -> None:
-    """Four prompts that fit one pass: three first, then the last; two: one, then the other."""
+def test_with_no_stream_running_the_first_pass_takes_at_most_three_quarters_of_the_tokens() -> None:
+    """Four prompts that fit one pass: three first, then the last; two: one, then the other.
+    Beside running streams, four that fit one pass are one pass."""
     four = [Prompted([1] * n) for n in (46, 43, 45, 44)]
     two = [Prompted([1] * n) for n in (46, 43)]
 
-    assert lengths(prefill_passes(four, 512, 256, packed=True)[0]) == [[43, 44, 45], [46]]
-    assert lengths(prefill_passes(two, 512, 256, packed=True)[0]) == [[43], [46]]
-    assert lengths(prefill_passes(four[:1], 512, 256, packed=True)[0]) == [[46]]
+    assert lengths(prefill_passes(four, 512, 256, packed=True, split_first=True)[0]) == [[43, 44, 45], [46]]
+    assert lengths(prefill_passes(two, 512, 256, packed=True, split_first=True)[0]) == [[43], [46]]
+    assert lengths(prefill_passes(four[:1], 512, 256, packed=True, split_first=True)[0]) == [[46]]
+    assert lengths(prefill_passes(four, 512, 256, packed=True)[0]) == [[43, 44, 45, 46]]
 
 
 def test_a_prompt_longer_than_a_pass_gets_a_pass_of_its_own() -> None:
