@@ -31,7 +31,7 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @numba.njit(fastmath=FASTMATH, nogil=True, cache=True)
-def _attend_one(  # pragma: no cover (compiled: numba runs it, coverage cannot see it)
+def attend_one(  # pragma: no cover (compiled: numba runs it, coverage cannot see it)
     query: np.ndarray,
     keys: np.ndarray,
     values: np.ndarray,
@@ -110,7 +110,7 @@ def _attention_block(  # pragma: no cover (compiled)
         queries = np.empty((group, head_dim), np.float32)
         for member in range(group):
             rotate(qkv[row, head * group + member], cos[row], sin[row], queries[member])
-        _attend_one(
+        attend_one(
             queries,
             slab_keys[row, head, start : column + 1],
             slab_values[row, head, start : column + 1],

@@ -6,9 +6,9 @@ a sum over copies of them) and ran SDPA's flash kernel once per prompt on transp
 on SmolLM2-135M a 46-token prompt spent ~9 ms of its ~107 ms prefill there (torch.profiler,
 2 threads), for arithmetic worth a few hundred microseconds. This kernel rotates every
 token's queries and key in one parallel pass, then attends causally within each prompt in
-parallel over (key/value head, token): a group's queries read each key and value once. It
-writes the attended queries in the layout the output projection reads, and the rotated keys
-and the values as the cache takes them.
+parallel over (key/value head, token) with the decode step's attention of one query (a group's
+queries read each key and value once). It writes the attended queries in the layout the output
+projection reads, and the rotated keys and the values as the cache takes them.
 
 Results equal torch's to float rounding (tests/engine/test_prefill_kernels.py).
 """
@@ -21,7 +21,7 @@ import numba
 import numpy as np
 import torch
 
-from service.engine.decode_kernels import FASTMATH, rotate, use_torch_threads
+from service.engine.decode_kernels import FASTMATH, attend_one, rotate, use_torch_threads
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, nogil=True, cache=True)
@@ -36,7 +36,7 @@ def _prefill_attention(  # pragma: no cover (compiled: numba runs it, coverage c
     values: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    tokens, projected, head_dim = qkv.shape
+    tokens, projected = qkv.shape[:2]
     kv_heads = keys.shape[0]
     heads = projected - 2 * kv_heads
     group = heads // kv_heads
@@ -46,37 +46,18 @@ def _prefill_attention(  # pragma: no cover (compiled: numba runs it, coverage c
         for head in range(kv_heads):
             rotate(qkv[token, heads + head], cos[token], sin[token], keys[head, token])
             values[head, token] = qkv[token, heads + kv_heads + head]
+    everywhere = np.ones(tokens, np.uint8)  # a mask with no padding: a prompt's tokens are all its own
     for task in numba.prange(kv_heads * tokens):
         head, token = task // tokens, task % tokens
         start = first[token]  # its prompt's first token: it attends to that one up to itself
-        seen = token + 1 - start
-        scores = np.empty((group, seen), np.float32)
-        largest = np.full(group, -np.inf, np.float32)
-        for column in range(seen):
-            key = keys[head, start + column]
-            for member in range(group):
-                query = queries[token, head * group + member]
-                total = np.float32(0.0)
-                for i in range(head_dim):
-                    total += query[i] * key[i]
-                scores[member, column] = total * scale
-                largest[member] = max(largest[member], scores[member, column])
-        for member in range(group):
-            norm = np.float32(0.0)
-            for column in range(seen):
-                weight = np.exp(scores[member, column] - largest[member])
-                scores[member, column] = weight
-                norm += weight
-            for column in range(seen):
-                scores[member, column] /= norm
-        attended = out[token, head * group : (head + 1) * group]
-        attended[:] = 0.0
-        for column in range(seen):
-            value = values[head, start + column]
-            for member in range(group):
-                weight = scores[member, column]
-                for i in range(head_dim):
-                    attended[member, i] += weight * value[i]
+        attend_one(
+            queries[token, head * group : (head + 1) * group],
+            keys[head, start : token + 1],
+            values[head, start : token + 1],
+            everywhere[: token + 1 - start],
+            scale,
+            out[token, head * group : (head + 1) * group],
+        )
 
 
 def prefill_attention(
