@@ -6,7 +6,7 @@ step costs more than the model on small batches (474 against 1006 tokens/s in-pr
 Each iteration: new prompts are prefilled (service.engine.prefill: short ones together
 up to ``prefill_chunk_tokens``, long ones a chunk at a time) and join the running rows
 (service.engine.running_batch), then one decode step runs for every row. Sampling is per
-row and batch-independent (service.engine.sampling).
+row and batch-independent (service.engine.row_sampling, service.engine.sampling).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import torch.nn.functional as F  # noqa: N812 (the usual name)
 
 from service.engine.batch_request import BatchRequest
 from service.engine.llama_forward import LlamaForward
-from service.engine.logprobs import SampledLogprobs, sampled_logprobs
+from service.engine.logprobs import SampledLogprobs
 from service.engine.prefill import ChunkedPrefill, Prefilled, prefill_passes, prefill_together
+from service.engine.row_sampling import sample_rows
 from service.engine.running_batch import RunningBatch
-from service.engine.sampling import add_gumbel_noise, sampling_distribution
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class BatchLoop:
             prefilled = prefill()
             if prefilled is None:
                 return  # more chunks to go
-            tokens, logprobs = self._sample(joining, prefilled.logits)
+            tokens, logprobs = sample_rows(joining, prefilled.logits, self._stop_token_ids)
             batch.join(joining, prefilled.cache, prefilled.attention_mask, tokens)
         except Exception as exc:
             logger.exception("prefill failed")
@@ -207,38 +207,9 @@ class BatchLoop:
         else:
             logits = transformers_decode_logits(self._model, batch)
         batch.next_positions = batch.next_positions + 1
-        tokens, logprobs = self._sample(batch.requests, logits)
+        tokens, logprobs = sample_rows(batch.requests, logits, self._stop_token_ids)
         batch.next_tokens = tokens.unsqueeze(-1)
         self._deliver(batch, tokens.tolist(), logprobs)
-
-    def _sample(
-        self, requests: list[BatchRequest], logits: torch.Tensor
-    ) -> tuple[torch.Tensor, list[SampledLogprobs | None] | None]:
-        """Each row's next token, and the log-probabilities of the rows that asked for them."""
-        distribution = logits.float()
-        masked = [row for row, request in enumerate(requests) if request.masks_stop_tokens()]
-        if masked and self._stop_token_ids:
-            stop_ids = torch.tensor(sorted(self._stop_token_ids))
-            distribution[torch.tensor(masked).unsqueeze(-1), stop_ids] = float("-inf")
-        constrained = [(row, request.grammar) for row, request in enumerate(requests) if request.grammar]
-        for row, grammar in constrained:
-            distribution[row].masked_fill_(~grammar.allowed().to(distribution.device), float("-inf"))
-        scores = distribution
-        if any(request.temperature > 0 for request in requests):
-            device = scores.device
-            distribution = sampling_distribution(
-                distribution,
-                torch.tensor([request.temperature for request in requests], device=device),
-                _per_row([request.top_p for request in requests], 1.0, device),
-                _per_row([request.top_k for request in requests], 0, device),
-                _per_row([request.min_p for request in requests], 0.0, device),
-            )
-            keys = torch.tensor([request.noise_key() for request in requests], device=device)
-            scores = add_gumbel_noise(distribution, keys)
-        tokens = scores.argmax(dim=-1)
-        for row, grammar in constrained:
-            tokens[row] = grammar.take(int(tokens[row]))  # or the completion that still fits
-        return tokens, _logprobs(requests, distribution, tokens)
 
     def _deliver(
         self, batch: RunningBatch, token_ids: list[int], logprobs: list[SampledLogprobs | None] | None
@@ -268,26 +239,6 @@ def transformers_decode_logits(model: torch.nn.Module, batch: RunningBatch) -> t
         past_key_values=batch.cache,
         use_cache=True,
     ).logits[:, -1, :]
-
-
-def _per_row(values: list[float] | list[int], off: float, device: torch.device) -> torch.Tensor | None:
-    """A sampling filter's values per row; None when every row has it off (the filter is skipped)."""
-    return None if all(value == off for value in values) else torch.tensor(values, device=device)
-
-
-def _logprobs(
-    requests: list[BatchRequest], distribution: torch.Tensor, tokens: torch.Tensor
-) -> list[SampledLogprobs | None] | None:
-    """Per row, the log-probabilities of its token if its request asked for them (None: no row did)."""
-    rows = [row for row, request in enumerate(requests) if request.logprobs is not None]
-    if not rows:
-        return None
-    index = torch.tensor(rows, device=distribution.device)
-    counts = [requests[row].logprobs or 0 for row in rows]
-    per_row: list[SampledLogprobs | None] = [None] * len(requests)
-    for row, found in zip(rows, sampled_logprobs(distribution[index], tokens[index], counts), strict=True):
-        per_row[row] = found
-    return per_row
 
 
 def _fail(requests: list[BatchRequest], error: Exception) -> None:
