@@ -134,7 +134,14 @@ def packing_supported(device: torch.device, dtype: torch.dtype) -> bool:
         and torch.backends.mkldnn.is_available()
         and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and (dtype != torch.bfloat16 or _bf16_kernels())
     )
+
+
+def _bf16_kernels() -> bool:
+    """Whether oneDNN has bfloat16 kernels on this CPU: it refuses to reorder bfloat16 weights
+    without AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT (an AVX2-only AMD EPYC has neither)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def pack_linear_layers(model: torch.nn.Module) -> int:

@@ -35,7 +35,7 @@ from transformers.cache_utils import Cache
 from service.engine.cpu_linear import PackedProjections, SharedInputLinear
 from service.engine.decode_kernels import add_rms_norm, attention_block, slab_supported
 from service.engine.kv_slab import SlabLayer
-from service.engine.prefill_kernels import prefill_attention, prefill_supported
+from service.engine.prefill_kernels import PackedPrompts, prefill_attention, prefill_supported
 
 # Decoder-only models whose layers are Llama's: pre-norm RMSNorm, rotary q/k, SiLU-gated MLP.
 _ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
@@ -147,7 +147,7 @@ class LlamaForward:
         padded = _LeftPadded(cache, starts, lengths, longest)
         last = [start + length - 1 for start, length in zip(starts, lengths, strict=True)]
         if self._decode_kernels and prefill_supported(self._inner.embed_tokens.weight):
-            return mask, self._forward(tokens, positions, padded, attend, last, lengths)
+            return mask, self._forward(tokens, positions, padded, attend, last, PackedPrompts(lengths))
         return mask, self._forward(tokens, positions, padded, attend, last)
 
     def _decode_over_slabs(
@@ -194,12 +194,12 @@ class LlamaForward:
         cache: Cache | _LeftPadded,
         attend: _Attend,
         last: list[int] | None = None,
-        kernel_lengths: list[int] | None = None,
+        kernel_prompts: PackedPrompts | None = None,
     ) -> torch.Tensor:
         """Logits at each row's last position, or at ``last`` (positions of the one packed row).
 
-        ``kernel_lengths``: the one packed row's prompts, whose RoPE and attention then run in
-        service.engine.prefill_kernels' kernel instead of torch's ops and ``attend``."""
+        ``kernel_prompts``: the one packed row's prompts, whose RoPE and attention then run in
+        service.engine.prefill_kernels instead of torch's ops and ``attend``."""
         rows, length = tokens.shape
         heads, kv_heads, head_dim = self._heads, self._kv_heads, self._head_dim
         hidden = self._inner.embed_tokens(tokens)  # [rows, length, hidden], a new tensor
@@ -212,9 +212,9 @@ class LlamaForward:
         normed = F.rms_norm(hidden, (self._hidden,), first.input_norm, first.input_eps)
         for index, layer in enumerate(self._layers):
             qkv = layer.qkv.project(normed).view(rows, length, heads + 2 * kv_heads, head_dim)
-            if kernel_lengths is not None:
+            if kernel_prompts is not None:
                 attended, keys, values = prefill_attention(
-                    qkv[0], cos[0, :, 0], sin[0, :, 0], kernel_lengths, kv_heads, layer.scaling
+                    qkv[0], cos[0, :, 0], sin[0, :, 0], kernel_prompts, kv_heads, layer.scaling
                 )
                 cache.update(keys.unsqueeze(0), values.unsqueeze(0), index)
                 attended = attended.unsqueeze(0)
@@ -265,6 +265,9 @@ class _LeftPadded:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``keys``, ``values`` [1, kv_heads, packed tokens, head_dim] into the cache; returns them."""
         rows = len(self._lengths)
+        if rows == 1:  # one prompt: no padding, so no padded copy
+            self._cache.update(keys, values, index)
+            return keys, values
         padded_keys = keys.new_zeros((rows, keys.shape[1], self._longest, keys.shape[3]))
         padded_values = torch.zeros_like(padded_keys)
         for row, (start, length) in enumerate(zip(self._starts, self._lengths, strict=True)):

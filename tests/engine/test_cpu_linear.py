@@ -32,6 +32,8 @@ def _linear_types(model: torch.nn.Module) -> set[type]:
 def test_packed_layers_give_the_unpacked_logits(
     real_model_cache_dir: Path, smollm2_dir: Path, dtype: str
 ) -> None:
+    if not packing_supported(torch.device("cpu"), getattr(torch, dtype)):
+        pytest.skip(f"oneDNN cannot pack {dtype} weights on this CPU (the next test covers that case)")
     loaded = load_model(
         Settings(model="smollm2-135m", cache_dir=real_model_cache_dir, dtype=dtype, pack_weights=False)
     )
@@ -51,6 +53,20 @@ def test_packed_layers_give_the_unpacked_logits(
     tolerance = 1e-3 if dtype == "float32" else 0.5
     assert (before - after).abs().max().item() < tolerance
     assert torch.equal(before.argmax(-1), after.argmax(-1))
+
+
+@pytest.mark.skipif(
+    torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has oneDNN's bfloat16 kernels"
+)
+def test_bfloat16_weights_stay_unpacked_where_onednn_has_no_bfloat16_kernels(model_cache_dir: Path) -> None:
+    """An AVX2-only CPU: oneDNN refuses to reorder bfloat16 weights, so they stay nn.Linear and run."""
+    assert packing_supported(torch.device("cpu"), torch.float32)
+    assert not packing_supported(torch.device("cpu"), torch.bfloat16)
+    loaded = load_model(Settings(model="tiny-random", cache_dir=model_cache_dir, dtype="bfloat16"))
+
+    assert _linear_types(loaded.model) == {torch.nn.Linear}
+    with torch.inference_mode():
+        assert torch.isfinite(loaded.model(torch.tensor([[1, 2, 3, 4, 5]])).logits).all()
 
 
 def test_the_loader_packs_by_default_and_not_when_told(model_cache_dir: Path) -> None:

@@ -25,7 +25,7 @@ from service.engine.decode_kernels import attention_block
 from service.engine.llama_forward import LlamaForward
 from service.engine.loader import load_model
 from service.engine.prefill import prefill_together
-from service.engine.prefill_kernels import prefill_attention
+from service.engine.prefill_kernels import SDPA_FROM_TOKENS, prefill_attention
 from service.engine.running_batch import RunningBatch
 from service.settings import Settings
 
@@ -165,13 +165,23 @@ class Prompt:
         self.prompt_ids, self.started_at = prompt_ids, None
 
 
+_SHORT_PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15, 16, 17, 18], [19]]
+# One prompt long enough for prefill_kernels' SDPA, packed with short ones; and one alone.
+_LONG_PROMPT = [(7 * i) % 120 + 3 for i in range(SDPA_FROM_TOKENS + 6)]
+
+
 @pytest.mark.parametrize("kernel", [True, False], ids=["prefill-kernel", "sdpa"])
+@pytest.mark.parametrize(
+    "prompts",
+    [_SHORT_PROMPTS, [*_SHORT_PROMPTS[:2], _LONG_PROMPT], [_LONG_PROMPT]],
+    ids=["short", "mixed", "one-long"],
+)
 def test_a_packed_prefill_of_prompts_of_any_lengths_gives_transformers_padded_prefill(
-    kernel: bool, monkeypatch: pytest.MonkeyPatch
+    kernel: bool, prompts: list[list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The prompts packed end to end give what transformers' left-padded pass (the batch loop's
     prefill without LlamaForward) gives: the same mask, last-position logits and cache at every
-    position in use; RoPE and attention in service.engine.prefill_kernels' kernel or in torch."""
+    position in use; RoPE and attention in service.engine.prefill_kernels or in torch."""
     calls = []
 
     def counted(*args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -184,7 +194,7 @@ def test_a_packed_prefill_of_prompts_of_any_lengths_gives_transformers_padded_pr
     model = tiny(LlamaConfig)
     forward = LlamaForward.for_model(model)
     assert forward is not None
-    requests: Any = [Prompt(ids) for ids in [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15, 16, 17, 18], [19]]]
+    requests: Any = [Prompt(ids) for ids in prompts]
     with torch.inference_mode():
         theirs = prefill_together(model, requests, 0)
         ours = prefill_together(model, requests, 0, forward)
