@@ -104,6 +104,13 @@ class EngineSettings(BaseSettings):
         description="On CPU: reorder the linear layers' weights once for oneDNN, as vLLM's CPU backend "
         "does (decode about 2x faster; docs/performance.md); --no-pack-weights: plain nn.Linear.",
     )
+    few_rows_kernel: bool = Field(
+        True,
+        description="On CPU in float32, with --pack-weights: linear layers at 1-4 rows (decode steps of "
+        "small batches) in our kernel on row-major weights, which streams them faster than oneDNN "
+        "(docs/performance.md); keeps those weights beside the packed ones, their memory twice over. "
+        "--no-few-rows-kernel: oneDNN only.",
+    )
     torch_threads: int = Field(
         0,
         ge=0,

@@ -23,6 +23,8 @@ import logging
 
 import torch
 
+from service.engine.gemv_kernel import few_rows, few_rows_linear
+
 logger = logging.getLogger(__name__)
 
 _PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
@@ -31,7 +33,7 @@ _PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
 class PackedLinear(torch.nn.Module):
     """``torch.nn.Linear``'s forward on a oneDNN-reordered copy of its weight."""
 
-    def __init__(self, linear: torch.nn.Linear) -> None:
+    def __init__(self, linear: torch.nn.Linear, few_rows_kernel: bool = False) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight_dtype = linear.weight.dtype
@@ -39,8 +41,11 @@ class PackedLinear(torch.nn.Module):
         packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), None)
         self.register_buffer("packed_weight", packed, persistent=False)
         self.bias = linear.bias
+        self._rows = _RowMajor.of(linear.weight.detach(), linear.bias, few_rows_kernel)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self._rows is not None and few_rows(hidden):
+            return few_rows_linear(hidden, self._rows.weight, self._rows.bias)
         return torch.ops.mkldnn._linear_pointwise(hidden, self.packed_weight, self.bias, "none", [], "")
 
     def extra_repr(self) -> str:
@@ -50,7 +55,7 @@ class PackedLinear(torch.nn.Module):
 class PackedProjections(torch.nn.Module):
     """Several linear layers that read the same input, as one packed matrix (see SharedInputLinear)."""
 
-    def __init__(self, linears: list[torch.nn.Linear]) -> None:
+    def __init__(self, linears: list[torch.nn.Linear], few_rows_kernel: bool = False) -> None:
         super().__init__()
         weight = torch.cat([linear.weight.detach() for linear in linears])
         biases = [linear.bias for linear in linears]
@@ -58,6 +63,7 @@ class PackedProjections(torch.nn.Module):
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
         self.register_buffer("packed_weight", packed, persistent=False)
         self.register_buffer("bias", bias, persistent=False)
+        self._rows = _RowMajor.of(weight, bias, few_rows_kernel)
         # The last (input, output): the members are called one after another on the same tensor.
         # One tuple, swapped whole, so that another thread's call can never pair them wrongly.
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -66,9 +72,27 @@ class PackedProjections(torch.nn.Module):
         last = self._last
         if last is not None and last[0] is hidden:
             return last[1]
-        output = torch.ops.mkldnn._linear_pointwise(hidden, self.packed_weight, self.bias, "none", [], "")
+        if self._rows is not None and few_rows(hidden):
+            output = few_rows_linear(hidden, self._rows.weight, self._rows.bias)
+        else:
+            output = torch.ops.mkldnn._linear_pointwise(hidden, self.packed_weight, self.bias, "none", [], "")
         self._last = (hidden, output)
         return output
+
+
+class _RowMajor:
+    """A linear layer's weight as it is, row-major, for service.engine.gemv_kernel at a few rows."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        self.weight, self.bias = weight, bias
+
+    @classmethod
+    def of(cls, weight: torch.Tensor, bias: torch.Tensor | None, wanted: bool) -> _RowMajor | None:
+        """Kept when ``wanted`` and float32 (the kernel's); else None, and the weight can go."""
+        if not wanted or weight.dtype != torch.float32:
+            return None
+        bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().contiguous()
+        return cls(weight.contiguous(), bias)
 
 
 class SharedInputLinear(torch.nn.Module):
@@ -104,7 +128,7 @@ def _bias_of(linear: torch.nn.Linear) -> torch.Tensor:
     return linear.bias.detach()
 
 
-def _pack_shared_inputs(model: torch.nn.Module) -> int:
+def _pack_shared_inputs(model: torch.nn.Module, few_rows_kernel: bool) -> int:
     """Replace each group of sibling projections by :class:`SharedInputLinear` members; returns
     how many layers were replaced."""
     replaced = 0
@@ -116,7 +140,8 @@ def _pack_shared_inputs(model: torch.nn.Module) -> int:
             group = [linear for linear in linears if isinstance(linear, torch.nn.Linear)]
             if len({linear.in_features for linear in group}) != 1:
                 continue
-            module.add_module(f"{names[0]}_packed_with_siblings", projections := PackedProjections(group))
+            projections = PackedProjections(group, few_rows_kernel)
+            module.add_module(f"{names[0]}_packed_with_siblings", projections)
             start = 0
             for name, linear in zip(names, group, strict=True):
                 end = start + linear.out_features
@@ -144,13 +169,15 @@ def _bf16_kernels() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def pack_linear_layers(model: torch.nn.Module) -> int:
+def pack_linear_layers(model: torch.nn.Module, few_rows_kernel: bool = False) -> int:
     """Replace every ``nn.Linear`` of ``model`` by a :class:`PackedLinear`; returns how many.
 
     The unpacked weights go once nothing else holds them; a weight tied to the embedding
-    (SmolLM2's lm_head) stays for the embedding, and its packed copy is added.
+    (SmolLM2's lm_head) stays for the embedding, and its packed copy is added. With
+    ``few_rows_kernel`` (float32) they stay too, for service.engine.gemv_kernel at a few rows:
+    the weights' memory twice over.
     """
-    shared = _pack_shared_inputs(model)
+    shared = _pack_shared_inputs(model, few_rows_kernel)
     targets = [
         (parent, name, child)
         for parent in model.modules()
@@ -158,7 +185,7 @@ def pack_linear_layers(model: torch.nn.Module) -> int:
         if type(child) is torch.nn.Linear
     ]
     for parent, name, child in targets:
-        setattr(parent, name, PackedLinear(child))
+        setattr(parent, name, PackedLinear(child, few_rows_kernel))
     packed = shared + len(targets)
     logger.info("packed %d linear layers for oneDNN (%d of them sharing an input)", packed, shared)
     return packed

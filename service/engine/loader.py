@@ -88,7 +88,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         raise ValueError(f"{settings.model}: the tokenizer has no chat template")
     model.eval()
     if settings.pack_weights and packing_supported(device, dtype):
-        pack_linear_layers(model)
+        pack_linear_layers(model, few_rows_kernel=settings.few_rows_kernel)
     eos_token_ids = _eos_token_ids(model, tokenizer)
     if not eos_token_ids:
         raise ValueError(
