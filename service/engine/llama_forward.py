@@ -9,8 +9,9 @@ and the prefill of new prompts, packed end to end without padding:
 - RMSNorm as ``F.rms_norm`` (one op instead of six);
 - q, k and v from the one packed projection (service.engine.cpu_linear), rotated together;
 - decode attention on the key/value heads, a group's queries as its rows (transformers'
-  ``pack_gqa`` for one query); prefill attention causal within each prompt, with RoPE in one
-  numba kernel in float32 (service.engine.prefill_kernels);
+  ``pack_gqa`` for one query); prefill attention causal within each prompt, in float32 with
+  RoPE in a numba kernel and the attention there too for short prompts, SDPA for long ones
+  (service.engine.prefill_kernels);
 - a decode step over the running batch's KV slab (float32): between the linear layers, numba
   kernels of our own (service.engine.decode_kernels): RoPE, the cache write and attention in
   one, the residual add and RMSNorm in one (the latter in float32 prefills too);
