@@ -182,20 +182,26 @@ class BatchLoop:
     def _admit(
         self, batch: RunningBatch, joining: list[BatchRequest], prefill: Callable[[], Prefilled | None]
     ) -> None:
-        """Run ``prefill`` for ``joining``; once it is complete, sample their first tokens and join them."""
+        """Run ``prefill`` for ``joining``; once it is complete, sample and hand out their first
+        tokens, then join the rows that go on (the join copies their cache into the slab, ~2 ms
+        at one stream, and their first tokens need not wait for it)."""
         try:
             prefilled = prefill()
             if prefilled is None:
                 return  # more chunks to go
             tokens, logprobs = sample_rows(joining, prefilled.logits, self._stop_token_ids)
+        except Exception as exc:
+            _drop(joining, exc)
+            return
+        going_on = self._tell_rows(joining, tokens.tolist(), logprobs)
+        running = len(batch.requests)
+        try:
             batch.join(joining, prefilled.cache, prefilled.attention_mask, tokens)
         except Exception as exc:
-            logger.exception("prefill failed")
-            _fail(joining, exc)
-            for request in joining:
-                request.cancelled = True  # failed: a chunked prefill is dropped, not retried
+            _drop([request for request, on in zip(joining, going_on, strict=True) if on], exc)
             return
-        self._deliver(batch, tokens.tolist(), logprobs)
+        joined = [running + index for index, on in enumerate(going_on) if on]
+        batch.keep(list(range(running)) + joined)
 
     def _step(self, batch: RunningBatch) -> None:
         """One decode step for every row."""
@@ -209,25 +215,25 @@ class BatchLoop:
         batch.next_positions = batch.next_positions + 1
         tokens, logprobs = sample_rows(batch.requests, logits, self._stop_token_ids)
         batch.next_tokens = tokens.unsqueeze(-1)
-        self._deliver(batch, tokens.tolist(), logprobs)
+        going_on = self._tell_rows(batch.requests, tokens.tolist(), logprobs)
+        batch.keep([row for row, on in enumerate(going_on) if on])
 
-    def _deliver(
-        self, batch: RunningBatch, token_ids: list[int], logprobs: list[SampledLogprobs | None] | None
-    ) -> None:
-        """Hand the last ``len(token_ids)`` rows their tokens; drop the finished and cancelled rows."""
-        first = len(batch.requests) - len(token_ids)
-        keep = list(range(first))
-        for index, token_id in enumerate(token_ids):
-            row = first + index
-            request = batch.requests[row]
+    def _tell_rows(
+        self,
+        requests: list[BatchRequest],
+        token_ids: list[int],
+        logprobs: list[SampledLogprobs | None] | None,
+    ) -> list[bool]:
+        """Hand each request its token; whether it goes on (not finished, not cancelled)."""
+        going_on = []
+        for index, (request, token_id) in enumerate(zip(requests, token_ids, strict=True)):
             request.generated += 1
             stopped = token_id in self._stop_token_ids and not request.ignore_eos
             finished = stopped or request.generated >= request.max_new_tokens
             found = logprobs[index] if logprobs else None
             _tell(request, [token_id], finished, None, [found] if found else None)
-            if not finished and not request.cancelled:
-                keep.append(row)
-        batch.keep(keep)
+            going_on.append(not finished and not request.cancelled)
+        return going_on
 
 
 def transformers_decode_logits(model: torch.nn.Module, batch: RunningBatch) -> torch.Tensor:
@@ -239,6 +245,14 @@ def transformers_decode_logits(model: torch.nn.Module, batch: RunningBatch) -> t
         past_key_values=batch.cache,
         use_cache=True,
     ).logits[:, -1, :]
+
+
+def _drop(requests: list[BatchRequest], error: Exception) -> None:
+    """A failed prefill or join: fail its requests; a chunked prefill is dropped, not retried."""
+    logger.exception("prefill or join failed")
+    _fail(requests, error)
+    for request in requests:
+        request.cancelled = True
 
 
 def _fail(requests: list[BatchRequest], error: Exception) -> None:

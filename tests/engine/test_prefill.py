@@ -289,6 +289,34 @@ def test_an_unexpected_failure_fails_the_running_requests_and_the_loop_goes_on(
     assert len(after.token_ids) == 5
 
 
+def test_first_tokens_go_out_before_the_join_and_a_failed_join_fails_the_joining_only(
+    loaded: LoadedModel, chunked_loop: BatchLoop
+) -> None:
+    # Mocked: a join that fails (out of memory growing the slab) cannot be provoked on a CPU.
+    original_join = RunningBatch.join
+    seen: dict[str, list[int]] = {}
+
+    def join_failing_for_the_second(self: RunningBatch, requests: list[BatchRequest], *args: Any) -> None:
+        if self.requests:  # the second request joins a running batch
+            seen["joining"] = list(cast(Collected, requests[0].sink).token_ids)
+            raise RuntimeError("out of memory (simulated)")
+        original_join(self, requests, *args)
+
+    with mock.patch.object(RunningBatch, "join", join_failing_for_the_second):
+        _, running = submit(chunked_loop, prompt(loaded, "hello"), 40)
+        while not running.token_ids:
+            time.sleep(0.01)
+        _, failed = submit(chunked_loop, prompt(loaded, "hi there"), 5)
+        assert failed.finished.wait(30)
+        assert running.finished.wait(30)
+
+    assert len(seen["joining"]) == 1, "the joining request had its first token before the join"
+    assert isinstance(failed.error, RuntimeError)
+    assert len(failed.token_ids) == 1
+    assert running.error is None
+    assert len(running.token_ids) == 40
+
+
 def test_a_failing_chunk_fails_its_request_only(loaded: LoadedModel, chunked_loop: BatchLoop) -> None:
     bad_ids = long_prompt(loaded)
     bad_ids[3 * CHUNK] = loaded.model.config.vocab_size + 10  # no such token: the embedding fails
