@@ -294,27 +294,29 @@ def test_first_tokens_go_out_before_the_join_and_a_failed_join_fails_the_joining
 ) -> None:
     # Mocked: a join that fails (out of memory growing the slab) cannot be provoked on a CPU.
     original_join = RunningBatch.join
+    failing_ids = prompt(loaded, "hi there")
     seen: dict[str, list[int]] = {}
 
-    def join_failing_for_the_second(self: RunningBatch, requests: list[BatchRequest], *args: Any) -> None:
-        if self.requests:  # the second request joins a running batch
+    def join_failing_for_one_prompt(self: RunningBatch, requests: list[BatchRequest], *args: Any) -> None:
+        if requests[0].prompt_ids == failing_ids:
             seen["joining"] = list(cast(Collected, requests[0].sink).token_ids)
             raise RuntimeError("out of memory (simulated)")
         original_join(self, requests, *args)
 
-    with mock.patch.object(RunningBatch, "join", join_failing_for_the_second):
-        _, running = submit(chunked_loop, prompt(loaded, "hello"), 40)
-        while not running.token_ids:
+    with mock.patch.object(RunningBatch, "join", join_failing_for_one_prompt):
+        _, running = submit(chunked_loop, prompt(loaded, "hello"), 300)
+        deadline = time.monotonic() + 30
+        while not running.token_ids and time.monotonic() < deadline:
             time.sleep(0.01)
-        _, failed = submit(chunked_loop, prompt(loaded, "hi there"), 5)
+        _, failed = submit(chunked_loop, failing_ids, 5)  # joins the running batch
         assert failed.finished.wait(30)
-        assert running.finished.wait(30)
+        assert running.finished.wait(60)
 
     assert len(seen["joining"]) == 1, "the joining request had its first token before the join"
     assert isinstance(failed.error, RuntimeError)
     assert len(failed.token_ids) == 1
     assert running.error is None
-    assert len(running.token_ids) == 40
+    assert len(running.token_ids) == 300
 
 
 def test_a_failing_chunk_fails_its_request_only(loaded: LoadedModel, chunked_loop: BatchLoop) -> None:
