@@ -194,6 +194,8 @@ class BatchLoop:
             _drop(joining, exc)
             return
         going_on = self._tell_rows(joining, tokens.tolist(), logprobs)
+        if not any(going_on):
+            return  # all done at their first token (max_tokens 1, EOS): nothing to join
         running = len(batch.requests)
         try:
             batch.join(joining, prefilled.cache, prefilled.attention_mask, tokens)
