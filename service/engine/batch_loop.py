@@ -20,6 +20,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
+from transformers import DynamicCache
 
 from service.engine.batch_request import BatchRequest
 from service.engine.llama_forward import LlamaForward
@@ -98,21 +99,24 @@ class BatchLoop:
                     self._prefilling = []
 
     def _iterate(self, batch: RunningBatch) -> None:
-        """Prefill what fits, then one decode step. A failed forward pass fails the requests in it."""
-        self._prefill_new(batch)
+        """Prefill what fits, then one decode step, carrying a pass of new prompts where the
+        forward can. A failed forward pass fails the requests in it."""
+        carried = self._prefill_new(batch)
         self._prefill_next_chunk(batch)
         if batch.requests:
             try:
-                self._step(batch)
+                self._step(batch, carried)
             except Exception as exc:
                 logger.exception("decode step failed")
-                _fail(batch.requests, exc)
+                _fail(batch.requests + carried, exc)
                 batch.reset()
 
-    def _prefill_new(self, batch: RunningBatch) -> None:
+    def _prefill_new(self, batch: RunningBatch) -> list[BatchRequest]:
         """Join new short prompts, grouped by length, in passes of ``prefill_pass_tokens``, up to
         ``prefill_chunk_tokens`` (counted as the pass computes them: prefill_passes) before the
-        next decode step; queue the long ones for chunks."""
+        next decode step; queue the long ones for chunks. Beside running rows, where the forward
+        carries prompts in a decode step (LlamaForward.step_carrying), the first pass left is
+        returned for the step to carry and the rest wait for the next steps."""
         short = []
         for request in self._joining(len(batch.requests) + len(self._prefilling)):
             if len(request.prompt_ids) > self._prefill_chunk_tokens:
@@ -123,9 +127,18 @@ class BatchLoop:
         passes, deferred = prefill_passes(
             short, self._prefill_chunk_tokens, self._prefill_pass_tokens, packed, split_first=idle
         )
+        carried: list[BatchRequest] = []
         try:
             while passes:
                 joining = [request for request in passes.pop(0) if not request.cancelled]  # in earlier passes
+                if (
+                    joining
+                    and batch.requests
+                    and self._forward
+                    and self._forward.carries_prompts(batch.cache)
+                ):
+                    carried = joining
+                    break
                 if joining:
                     self._admit(batch, joining, partial(self._prefill_pass, joining))
         finally:
@@ -133,6 +146,7 @@ class BatchLoop:
             # this iteration failed (_run fails the requests it had started only).
             later = deferred + [request for prefill_pass in passes for request in prefill_pass]
             self._waiting = sorted(later, key=lambda request: request.submitted_at) + self._waiting
+        return carried
 
     def _prefill_pass(self, joining: list[BatchRequest]) -> Prefilled:
         return prefill_together(self._model, joining, self._pad_token_id, self._forward)
@@ -205,12 +219,28 @@ class BatchLoop:
         joined = [running + index for index, on in enumerate(going_on) if on]
         batch.keep(list(range(running)) + joined)
 
-    def _step(self, batch: RunningBatch) -> None:
-        """One decode step for every row."""
+    def _step(self, batch: RunningBatch, carried: list[BatchRequest]) -> None:
+        """One decode step for every row, carrying the prefill of ``carried`` (new requests)."""
         batch.attention_mask = F.pad(batch.attention_mask, (0, 1), value=1)
         positions = batch.next_positions.unsqueeze(-1)
         assert batch.cache is not None, "a running batch has a cache"
-        if self._forward is not None:
+        prefilled: Prefilled | None = None
+        if carried:
+            assert self._forward is not None, "only our forward carries prompts"
+            started = time.perf_counter()
+            for request in carried:
+                request.started_at = started
+            prompt_cache = DynamicCache()
+            logits, prompt_mask, prompt_logits = self._forward.step_carrying(
+                batch.next_tokens,
+                batch.attention_mask,
+                positions,
+                batch.cache,
+                [request.prompt_ids for request in carried],
+                prompt_cache,
+            )
+            prefilled = Prefilled(prompt_cache, prompt_mask, prompt_logits)
+        elif self._forward is not None:
             logits = self._forward(batch.next_tokens, batch.attention_mask, positions, batch.cache)
         else:
             logits = transformers_decode_logits(self._model, batch)
@@ -219,6 +249,8 @@ class BatchLoop:
         batch.next_tokens = tokens.unsqueeze(-1)
         going_on = self._tell_rows(batch.requests, tokens.tolist(), logprobs)
         batch.keep([row for row, on in enumerate(going_on) if on])
+        if prefilled is not None:
+            self._admit(batch, carried, lambda: prefilled)
 
     def _tell_rows(
         self,

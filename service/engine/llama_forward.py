@@ -120,14 +120,8 @@ class LlamaForward:
         padding), each attending causally to itself only.
         """
         device = self._inner.embed_tokens.weight.device
-        lengths = [len(prompt) for prompt in prompts]
-        longest = max(lengths)
-        tokens = torch.tensor([[token for prompt in prompts for token in prompt]], device=device)
-        positions = torch.cat([torch.arange(length, device=device) for length in lengths]).unsqueeze(0)
-        starts = [end - length for end, length in zip(itertools.accumulate(lengths), lengths, strict=True)]
-        mask = torch.zeros((len(prompts), longest), dtype=torch.long, device=device)
-        for row, length in enumerate(lengths):
-            mask[row, longest - length :] = 1
+        packed = _Packed(prompts, cache, device)
+        starts, lengths = packed.starts, packed.lengths
 
         def attend(
             query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float, index: int
@@ -145,11 +139,39 @@ class LlamaForward:
                 )
             return attended
 
-        padded = _LeftPadded(cache, starts, lengths, longest)
-        last = [start + length - 1 for start, length in zip(starts, lengths, strict=True)]
-        if self._decode_kernels and prefill_supported(self._inner.embed_tokens.weight):
-            return mask, self._forward(tokens, positions, padded, attend, last, PackedPrompts(lengths))
-        return mask, self._forward(tokens, positions, padded, attend, last)
+        tokens, positions = packed.tokens.unsqueeze(0), packed.positions.unsqueeze(0)
+        kernels = self._decode_kernels and prefill_supported(self._inner.embed_tokens.weight)
+        prompts_for_kernel = PackedPrompts(lengths) if kernels else None
+        logits = self._forward(tokens, positions, packed.cache, attend, packed.last, prompts_for_kernel)
+        return packed.attention_mask, logits
+
+    def carries_prompts(self, cache: Cache | None) -> bool:
+        """Whether :meth:`step_carrying` runs over this running batch's cache: its slabs, for the
+        decode kernels (float32 on the CPU)."""
+        if not self._decode_kernels or cache is None or not cache.layers:
+            return False
+        slabs = [layer for layer in cache.layers if isinstance(layer, SlabLayer)]
+        return len(slabs) == len(cache.layers) and slab_supported(slabs[0].slab_keys)
+
+    def step_carrying(
+        self,
+        tokens: torch.Tensor,
+        attention_mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: Cache,
+        prompts: Sequence[Sequence[int]],
+        prompt_cache: Cache,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A decode step (as ``__call__``) that carries the prefill of new ``prompts``: their
+        tokens go through the linear layers with the running rows', so the weights are read once
+        for both (vLLM's chunked prefill mixes them the same way). Returns the rows' next-token
+        logits, and as :meth:`prefill` does the prompts' attention mask and last-position logits,
+        their keys and values in the empty ``prompt_cache``. Needs :meth:`carries_prompts`."""
+        slabs = [cast(SlabLayer, layer) for layer in cache.layers]
+        packed = _Packed(prompts, prompt_cache, tokens.device)
+        logits = self._decode_over_slabs(tokens, attention_mask, positions, slabs, packed)
+        rows = tokens.shape[0]
+        return logits[:rows], packed.attention_mask, logits[rows:]
 
     def _decode_over_slabs(
         self,
@@ -157,13 +179,19 @@ class LlamaForward:
         attention_mask: torch.Tensor,
         positions: torch.Tensor,
         slabs: list[SlabLayer],
+        carried: _Packed | None = None,
     ) -> torch.Tensor:
         """A decode step over the running batch's slabs (float32, CPU): between the linear layers,
-        service.engine.decode_kernels' attention block and residual-add-and-RMSNorm."""
+        service.engine.decode_kernels' attention block and residual-add-and-RMSNorm. ``carried``:
+        prompts prefilled in the same pass, after the rows (their logits after the rows')."""
         rows = tokens.shape[0]
-        hidden = self._inner.embed_tokens(tokens).view(rows, self._hidden)  # a new tensor: added to in place
-        cos, sin = self._inner.rotary_emb(hidden, positions)  # [rows, 1, head_dim]
-        cos, sin = cos.view(rows, self._head_dim), sin.view(rows, self._head_dim)
+        ids, where = tokens.view(rows), positions.view(rows)
+        if carried is not None:
+            ids, where = torch.cat([ids, carried.tokens]), torch.cat([where, carried.positions])
+        kernel_prompts = PackedPrompts(carried.lengths) if carried is not None else None
+        hidden = self._inner.embed_tokens(ids)  # [tokens, hidden], a new tensor: added to in place
+        cos, sin = self._inner.rotary_emb(hidden, where.unsqueeze(0))  # [1, tokens, head_dim]
+        cos, sin = cos[0], sin[0]
         mask = attention_mask.to(torch.uint8).contiguous()
         first = self._layers[0]
         normed = F.rms_norm(hidden, (self._hidden,), first.input_norm, first.input_eps)
@@ -171,10 +199,26 @@ class LlamaForward:
             slab = slabs[index]
             slab.append_column()
             assert mask.shape[1] == slab.end - slab.start, "the mask covers the columns in use"
-            qkv = layer.qkv.project(normed).view(rows, -1, self._head_dim)
+            qkv = layer.qkv.project(normed).view(hidden.shape[0], -1, self._head_dim)
             attended = attention_block(
-                qkv, cos, sin, slab.slab_keys, slab.slab_values, slab.start, mask, layer.scaling
+                qkv[:rows],
+                cos[:rows],
+                sin[:rows],
+                slab.slab_keys,
+                slab.slab_values,
+                slab.start,
+                mask,
+                layer.scaling,
             )
+            if carried is not None and kernel_prompts is not None:
+                prompts_attended, keys, values = prefill_attention(
+                    qkv[rows:], cos[rows:], sin[rows:], kernel_prompts, self._kv_heads, layer.scaling
+                )
+                carried.cache.update(keys.unsqueeze(0), values.unsqueeze(0), index)
+                if index + 1 == len(self._layers):  # past the last cache write: the logits' positions only
+                    at_logits = torch.tensor([*range(rows), *(rows + last for last in carried.last)])
+                    hidden, prompts_attended = hidden[at_logits], prompts_attended[carried.last]
+                attended = torch.cat([attended, prompts_attended])
             normed = add_rms_norm(hidden, layer.o_proj(attended), layer.post_norm, layer.post_eps)
             gate, up = layer.gate_up.project(normed).split(self._intermediate, dim=-1)
             down = layer.down_proj(F.silu(gate) * up)
@@ -252,6 +296,25 @@ def _add_norm(
 def _at_logits(states: torch.Tensor, last: list[int] | None) -> torch.Tensor:
     """``states`` [rows, length, width] at each row's last position, or at ``last`` of the one row."""
     return states[:, -1].contiguous() if last is None else states[0, last]
+
+
+class _Packed:
+    """New prompts packed end to end: their tokens and positions, where each lies, the positions
+    their logits are taken at, the left-padded attention mask the batch loop joins them with and
+    where their keys and values go (:class:`_LeftPadded` over ``cache``)."""
+
+    def __init__(self, prompts: Sequence[Sequence[int]], cache: Cache, device: torch.device) -> None:
+        self.lengths = [len(prompt) for prompt in prompts]
+        longest = max(self.lengths)
+        self.tokens = torch.tensor([token for prompt in prompts for token in prompt], device=device)
+        self.positions = torch.cat([torch.arange(length, device=device) for length in self.lengths])
+        ends = list(itertools.accumulate(self.lengths))
+        self.starts = [end - length for end, length in zip(ends, self.lengths, strict=True)]
+        self.last = [end - 1 for end in ends]
+        self.attention_mask = torch.zeros((len(prompts), longest), dtype=torch.long, device=device)
+        for row, length in enumerate(self.lengths):
+            self.attention_mask[row, longest - length :] = 1
+        self.cache = _LeftPadded(cache, self.starts, self.lengths, longest)
 
 
 class _LeftPadded:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from transformers import LogitsProcessorList
 
 from service.engine.batch_loop import BatchLoop
 from service.engine.batch_request import BatchRequest
+from service.engine.llama_forward import LlamaForward
 from service.engine.loader import LoadedModel, load_model
 from service.engine.logprobs import SampledLogprobs
 from service.engine.sampling import SeededSampler
@@ -191,3 +193,30 @@ def test_an_idle_loop_waits_for_a_gap_only_while_requests_are_on_their_way(
     assert request.started_at is not None
     waited_s = request.started_at - request.submitted_at
     assert (waited_s >= 1.0) == bool(on_their_way), waited_s
+
+
+def test_a_request_joining_running_rows_is_prefilled_in_their_decode_step(
+    loaded: LoadedModel, batch_loop: BatchLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside a running stream, the new prompt goes through the running rows' decode step
+    (LlamaForward.step_carrying), and both streams read as generate() makes them."""
+    carried: list[int] = []
+    original = LlamaForward.step_carrying
+
+    def counted(self: LlamaForward, *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        carried.append(len(args[4]))  # the prompts it carries
+        return original(self, *args)
+
+    monkeypatch.setattr(LlamaForward, "step_carrying", counted)
+    running_ids, joining_ids = prompt(loaded, "hello"), prompt(loaded, "what is a closure?")
+    _, running = submit(batch_loop, running_ids, 60)
+    deadline = time.monotonic() + 30
+    while not running.token_ids and time.monotonic() < deadline:
+        time.sleep(0.01)
+    _, joining = submit(batch_loop, joining_ids, 20, 0.8, 7)
+
+    assert joining.finished.wait(60)
+    assert running.finished.wait(60)
+    assert carried == [1]
+    assert running.token_ids == generate_reference(loaded, running_ids, 60, 0.0, 0)
+    assert joining.token_ids == generate_reference(loaded, joining_ids, 20, 0.8, 7)

@@ -228,3 +228,48 @@ def test_decode_steps_run_the_kernels_on_float32_slabs_and_sdpa_otherwise(
     assert worst < 1e-4
     assert differing == 0
     assert len(calls) == (STEPS * 2 if kernel else 0)  # every step, each of the 2 layers
+
+
+@pytest.mark.parametrize(
+    "prompts", [_SHORT_PROMPTS, [*_SHORT_PROMPTS[:2], _LONG_PROMPT]], ids=["short", "with-long"]
+)
+def test_a_decode_step_carrying_prompts_gives_the_step_and_their_prefill_apart(
+    prompts: list[list[int]],
+) -> None:
+    """The rows' logits and slabs, and the carried prompts' mask, logits and cache, are what a
+    decode step and a separate packed prefill give; the prompts then join and decode alike."""
+    model = tiny(LlamaConfig)
+    forward = LlamaForward.for_model(model)
+    assert forward is not None
+    running = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11]]
+    requests: Any = [Prompt(ids) for ids in prompts]
+    rows: Any = [Row() for _ in prompts]
+    with torch.inference_mode():
+        apart, together = joined(model, running, forward), joined(model, running, forward)
+        assert forward.carries_prompts(together.cache)
+        expected = step(apart, lambda batch: forward(*inputs(batch)))
+        prefilled = prefill_together(model, requests, 0, forward)
+        prompt_cache = DynamicCache()
+        together.attention_mask = F.pad(together.attention_mask, (0, 1), value=1)
+        got, mask, prompt_logits = forward.step_carrying(*inputs(together), prompts, prompt_cache)
+        together.next_positions = together.next_positions + 1
+        together.next_tokens = got.argmax(-1).unsqueeze(-1)
+
+        assert (expected - got).abs().max().item() < 1e-4
+        assert torch.equal(mask, prefilled.attention_mask)
+        assert (prompt_logits - prefilled.logits).abs().max().item() < 1e-4
+        for ours, theirs in zip(prompt_cache.layers, prefilled.cache.layers, strict=True):
+            assert (ours.keys - theirs.keys).abs().max().item() < 1e-4
+            assert (ours.values - theirs.values).abs().max().item() < 1e-4
+        apart.join(rows, prefilled.cache, prefilled.attention_mask, prefilled.logits.argmax(-1))
+        together.join(rows, prompt_cache, mask, prompt_logits.argmax(-1))
+        for _ in range(4):
+            expected = step(apart, lambda batch: forward(*inputs(batch)))
+            got = step(together, lambda batch: forward(*inputs(batch)))
+            assert (expected - got).abs().max().item() < 1e-4
+            assert torch.equal(apart.next_tokens, together.next_tokens)
+
+
+def inputs(batch: RunningBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+    """A decode step's inputs, as the batch loop passes them."""
+    return batch.next_tokens, batch.attention_mask, batch.next_positions.unsqueeze(-1), batch.cache
