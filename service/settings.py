@@ -82,8 +82,9 @@ class EngineSettings(BaseSettings):
         256,
         ge=16,
         description="Batched engine: new prompts are prefilled in forward passes of at most this many "
-        "tokens, back to back, each pass's first tokens sent as it ends (a burst's first streams "
-        "start sooner; docs/performance.md).",
+        "tokens, each pass's first tokens sent as it ends (a burst's first streams start sooner), "
+        "back to back while no stream runs and one per decode step beside running streams "
+        "(docs/performance.md).",
     )
     arrival_gap_ms: float = Field(
         5.0,

@@ -15,7 +15,9 @@ and the prefill of new prompts, packed end to end without padding:
 - a decode step over the running batch's KV slab (float32): between the linear layers, numba
   kernels of our own (service.engine.decode_kernels): RoPE, the cache write and attention in
   one, the residual add and RMSNorm in one (the latter in float32 prefills too);
-- gate and up from the one packed projection, split.
+- gate and up from the one packed projection, split;
+- a decode step carrying new prompts (:meth:`LlamaForward.step_carrying`): their tokens after
+  the rows' through the linear layers, each part's attention its own kernel's.
 
 Models it does not know (another architecture, a sliding window, unpacked weights) keep
 transformers' forward, and so do chunked prefills. Logits match transformers' to

@@ -5,8 +5,8 @@ Prompts that arrive together are prefilled together, left-padded to the longest;
 for 2,140 useful ones. So prompts are grouped by length, each group wasting at most a
 quarter of its tokens (or a few tokens a row) on padding, shortest first.
 
-A group runs in passes of at most ``pass_tokens``, back to back, and each pass's first
-tokens go out as it ends. A pass of 185 tokens costs about what a pass of 370 does per
+A group runs in passes of at most ``pass_tokens``, back to back (beside running streams,
+one a decode step: service.engine.batch_loop), and each pass's first tokens go out as it ends. A pass of 185 tokens costs about what a pass of 370 does per
 token on a CPU (GEMMs that large are bound by arithmetic either way), so splitting a burst
 in two sends half its first tokens in half the time for little more in all: 8 prompts at
 once, 2 threads, SmolLM2-135M: five first tokens at ~400 ms and three at ~670 instead of all
