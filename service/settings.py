@@ -107,10 +107,11 @@ class EngineSettings(BaseSettings):
     )
     few_rows_kernel: bool = Field(
         True,
-        description="On CPU in float32, with --pack-weights: linear layers at 1-4 rows (decode steps of "
-        "small batches) in our kernel on row-major weights, which streams them faster than oneDNN "
-        "(docs/performance.md); keeps those weights beside the packed ones, their memory twice over. "
-        "--no-few-rows-kernel: oneDNN only.",
+        description="On CPU in float32, with --pack-weights: linear layers at 1-16 rows (decode steps "
+        "of small batches) run whichever of oneDNN, MKL on row-major weights and our kernel (1-4 rows) "
+        "was fastest at that many rows, measured at load on the model's layers (~1 s; "
+        "docs/performance.md); keeps row-major weights beside the packed ones, their memory twice "
+        "over. --no-few-rows-kernel: oneDNN only.",
     )
     torch_threads: int = Field(
         0,

@@ -23,7 +23,8 @@ import logging
 
 import torch
 
-from service.engine.gemv_kernel import few_rows, few_rows_linear
+from service.engine.gemv_kernel import few_rows_linear
+from service.engine.linear_paths import KERNEL, MKL, ONEDNN, LinearPaths, measure_paths
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ _PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
 class PackedLinear(torch.nn.Module):
     """``torch.nn.Linear``'s forward on a oneDNN-reordered copy of its weight."""
 
-    def __init__(self, linear: torch.nn.Linear, few_rows_kernel: bool = False) -> None:
+    def __init__(self, linear: torch.nn.Linear, paths: LinearPaths | None = None) -> None:
+        """``paths``: also keep the row-major weight, for the kernel or MKL at a few rows, as the
+        table says (float32 only; service.engine.linear_paths)."""
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight_dtype = linear.weight.dtype
@@ -41,11 +44,15 @@ class PackedLinear(torch.nn.Module):
         packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), None)
         self.register_buffer("packed_weight", packed, persistent=False)
         self.bias = linear.bias
-        self._rows = _RowMajor.of(linear.weight.detach(), linear.bias, few_rows_kernel)
+        self.row_major = _RowMajor.of(linear.weight.detach(), linear.bias, paths)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self._rows is not None and few_rows(hidden):
-            return few_rows_linear(hidden, self._rows.weight, self._rows.bias)
+        return self.run(hidden, _path(hidden, self.row_major))
+
+    def run(self, hidden: torch.Tensor, path: str) -> torch.Tensor:
+        """The output by ``path`` (service.engine.linear_paths); oneDNN's without row-major weights."""
+        if self.row_major is not None and path != ONEDNN:
+            return self.row_major.linear(hidden, path)
         return torch.ops.mkldnn._linear_pointwise(hidden, self.packed_weight, self.bias, "none", [], "")
 
     def extra_repr(self) -> str:
@@ -55,15 +62,16 @@ class PackedLinear(torch.nn.Module):
 class PackedProjections(torch.nn.Module):
     """Several linear layers that read the same input, as one packed matrix (see SharedInputLinear)."""
 
-    def __init__(self, linears: list[torch.nn.Linear], few_rows_kernel: bool = False) -> None:
+    def __init__(self, linears: list[torch.nn.Linear], paths: LinearPaths | None = None) -> None:
         super().__init__()
         weight = torch.cat([linear.weight.detach() for linear in linears])
+        self.in_features = weight.shape[1]
         biases = [linear.bias for linear in linears]
         bias = None if all(b is None for b in biases) else torch.cat([_bias_of(linear) for linear in linears])
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
         self.register_buffer("packed_weight", packed, persistent=False)
         self.register_buffer("bias", bias, persistent=False)
-        self._rows = _RowMajor.of(weight, bias, few_rows_kernel)
+        self.row_major = _RowMajor.of(weight, bias, paths)
         # The last (input, output): the members are called one after another on the same tensor.
         # One tuple, swapped whole, so that another thread's call can never pair them wrongly.
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -72,27 +80,46 @@ class PackedProjections(torch.nn.Module):
         last = self._last
         if last is not None and last[0] is hidden:
             return last[1]
-        if self._rows is not None and few_rows(hidden):
-            output = few_rows_linear(hidden, self._rows.weight, self._rows.bias)
-        else:
-            output = torch.ops.mkldnn._linear_pointwise(hidden, self.packed_weight, self.bias, "none", [], "")
+        output = self.run(hidden, _path(hidden, self.row_major))
         self._last = (hidden, output)
         return output
 
+    def run(self, hidden: torch.Tensor, path: str) -> torch.Tensor:
+        """The packed product by ``path`` (service.engine.linear_paths), not remembered."""
+        if self.row_major is not None and path != ONEDNN:
+            return self.row_major.linear(hidden, path)
+        return torch.ops.mkldnn._linear_pointwise(hidden, self.packed_weight, self.bias, "none", [], "")
+
 
 class _RowMajor:
-    """A linear layer's weight as it is, row-major, for service.engine.gemv_kernel at a few rows."""
+    """A linear layer's weight as it is, row-major, for the paths at a few rows that read it:
+    service.engine.gemv_kernel's and MKL's."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        self.weight, self.bias = weight, bias
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, paths: LinearPaths) -> None:
+        self.weight, self.bias, self.paths = weight, bias, paths
+        self.kernel_bias = torch.zeros(weight.shape[0]) if bias is None else bias  # the kernel adds one
 
     @classmethod
-    def of(cls, weight: torch.Tensor, bias: torch.Tensor | None, wanted: bool) -> _RowMajor | None:
-        """Kept when ``wanted`` and float32 (the kernel's); else None, and the weight can go."""
-        if not wanted or weight.dtype != torch.float32:
+    def of(
+        cls, weight: torch.Tensor, bias: torch.Tensor | None, paths: LinearPaths | None
+    ) -> _RowMajor | None:
+        """Kept given ``paths`` and float32 (the kernel's); else None, and the weight can go."""
+        if paths is None or weight.dtype != torch.float32:
             return None
-        bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().contiguous()
-        return cls(weight.contiguous(), bias)
+        return cls(weight.contiguous(), None if bias is None else bias.detach().contiguous(), paths)
+
+    def linear(self, hidden: torch.Tensor, path: str) -> torch.Tensor:
+        if path == KERNEL:
+            return few_rows_linear(hidden, self.weight, self.kernel_bias)
+        assert path == MKL, path
+        return torch.nn.functional.linear(hidden, self.weight, self.bias)
+
+
+def _path(hidden: torch.Tensor, rows: _RowMajor | None) -> str:
+    """The path for ``hidden``'s rows: the measured table's where row-major weights are kept."""
+    if rows is None or hidden.dtype != torch.float32:
+        return ONEDNN
+    return rows.paths.for_rows(hidden.numel() // hidden.shape[-1])
 
 
 class SharedInputLinear(torch.nn.Module):
@@ -128,7 +155,7 @@ def _bias_of(linear: torch.nn.Linear) -> torch.Tensor:
     return linear.bias.detach()
 
 
-def _pack_shared_inputs(model: torch.nn.Module, few_rows_kernel: bool) -> int:
+def _pack_shared_inputs(model: torch.nn.Module, paths: LinearPaths | None) -> int:
     """Replace each group of sibling projections by :class:`SharedInputLinear` members; returns
     how many layers were replaced."""
     replaced = 0
@@ -140,7 +167,7 @@ def _pack_shared_inputs(model: torch.nn.Module, few_rows_kernel: bool) -> int:
             group = [linear for linear in linears if isinstance(linear, torch.nn.Linear)]
             if len({linear.in_features for linear in group}) != 1:
                 continue
-            projections = PackedProjections(group, few_rows_kernel)
+            projections = PackedProjections(group, paths)
             module.add_module(f"{names[0]}_packed_with_siblings", projections)
             start = 0
             for name, linear in zip(names, group, strict=True):
@@ -169,15 +196,17 @@ def _bf16_kernels() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def pack_linear_layers(model: torch.nn.Module, few_rows_kernel: bool = False) -> int:
+def pack_linear_layers(model: torch.nn.Module, few_rows_paths: bool = False) -> int:
     """Replace every ``nn.Linear`` of ``model`` by a :class:`PackedLinear`; returns how many.
 
     The unpacked weights go once nothing else holds them; a weight tied to the embedding
     (SmolLM2's lm_head) stays for the embedding, and its packed copy is added. With
-    ``few_rows_kernel`` (float32) they stay too, for service.engine.gemv_kernel at a few rows:
-    the weights' memory twice over.
+    ``few_rows_paths`` (float32) they stay too, for the paths at a few rows that read them
+    (service.engine.linear_paths; :func:`choose_paths` measures which): the weights' memory
+    twice over.
     """
-    shared = _pack_shared_inputs(model, few_rows_kernel)
+    paths = LinearPaths() if few_rows_paths else None
+    shared = _pack_shared_inputs(model, paths)
     targets = [
         (parent, name, child)
         for parent in model.modules()
@@ -185,7 +214,28 @@ def pack_linear_layers(model: torch.nn.Module, few_rows_kernel: bool = False) ->
         if type(child) is torch.nn.Linear
     ]
     for parent, name, child in targets:
-        setattr(parent, name, PackedLinear(child, few_rows_kernel))
+        setattr(parent, name, PackedLinear(child, paths))
     packed = shared + len(targets)
     logger.info("packed %d linear layers for oneDNN (%d of them sharing an input)", packed, shared)
     return packed
+
+
+def choose_paths(model: torch.nn.Module) -> dict[int, dict[str, float]] | None:
+    """Measure which path each number of rows runs (service.engine.linear_paths.measure_paths)
+    over the packed layers that keep row-major weights; None if none do."""
+    layers = _with_row_major(model)
+    return measure_paths(layers[0][1].paths, [layer for layer, _ in layers]) if layers else None
+
+
+def linear_paths(model: torch.nn.Module) -> LinearPaths | None:
+    """The table of paths ``model``'s packed layers share, if they keep row-major weights."""
+    layers = _with_row_major(model)
+    return layers[0][1].paths if layers else None
+
+
+def _with_row_major(model: torch.nn.Module) -> list[tuple[PackedLinear | PackedProjections, _RowMajor]]:
+    return [
+        (module, module.row_major)
+        for module in model.modules()
+        if isinstance(module, PackedLinear | PackedProjections) and module.row_major is not None
+    ]

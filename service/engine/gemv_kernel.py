@@ -5,7 +5,8 @@ A decode step at one to a few rows is bound by reading the weights. oneDNN's GEM
 copy moves 47 GB/s; this kernel, one dot product per output in parallel over blocks of
 outputs, at 24-33 GB/s: SmolLM2-135M's 30 layers' weights (without lm_head) at 1 row 17.2
 against 13.0 ms, 2 rows 20.0 against 14.3, 4 rows 21.9 against 18.0 (cold weights, medians of
-15). From 8 rows on the GEMM's blocking wins, so the kernel takes up to :data:`MAX_ROWS`.
+15). From 8 rows on the GEMM's blocking wins, so the kernel takes up to :data:`MAX_ROWS`. On
+other CPUs oneDNN or MKL stream faster: service.engine.linear_paths measures which at load.
 
 The sums run in another order than oneDNN's: outputs within float rounding of it
 (tests/engine/test_gemv_kernel.py).
@@ -50,12 +51,3 @@ def few_rows_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     out = hidden.new_empty((flat.shape[0], weight.shape[0]))
     _gemv(flat.numpy(), weight.numpy(), bias.numpy(), out.numpy())
     return out.view(*hidden.shape[:-1], weight.shape[0])
-
-
-def few_rows(hidden: torch.Tensor) -> bool:
-    """Whether the kernel takes this input: float32 on the CPU, at most MAX_ROWS rows."""
-    return (
-        hidden.dtype == torch.float32
-        and hidden.device.type == "cpu"
-        and hidden.numel() <= MAX_ROWS * hidden.shape[-1]
-    )

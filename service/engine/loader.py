@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from service.engine.builtin_models import BUILTIN_MODELS
-from service.engine.cpu_linear import pack_linear_layers, packing_supported
+from service.engine.cpu_linear import choose_paths, pack_linear_layers, packing_supported
 from service.engine.gguf_model import ensure_converted, find_gguf_file
 from service.engine.grammar import GrammarCompiler
 from service.engine.random_model import is_random_model, load_random_model
@@ -88,7 +88,8 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         raise ValueError(f"{settings.model}: the tokenizer has no chat template")
     model.eval()
     if settings.pack_weights and packing_supported(device, dtype):
-        pack_linear_layers(model, few_rows_kernel=settings.few_rows_kernel)
+        pack_linear_layers(model, few_rows_paths=settings.few_rows_kernel)
+        choose_paths(model)  # ~1 s for a 135M model: which kernel is fastest at a few rows here
     eos_token_ids = _eos_token_ids(model, tokenizer)
     if not eos_token_ids:
         raise ValueError(

@@ -5,17 +5,18 @@ Prompts that arrive together are prefilled together, left-padded to the longest;
 for 2,140 useful ones. So prompts are grouped by length, each group wasting at most a
 quarter of its tokens (or a few tokens a row) on padding, shortest first.
 
-A group runs in passes of at most ``pass_tokens``, back to back (beside running streams,
-one a decode step: service.engine.batch_loop), and each pass's first tokens go out as it ends. A pass of 185 tokens costs about what a pass of 370 does per
-token on a CPU (GEMMs that large are bound by arithmetic either way), so splitting a burst
-in two sends half its first tokens in half the time for little more in all: 8 prompts at
-once, 2 threads, SmolLM2-135M: five first tokens at ~400 ms and three at ~670 instead of all
-eight at ~630 (docs/performance.md: A burst in passes). Reaching an idle loop (no stream
-running, so no one else waits for a pass more), the first pass takes at most three quarters of
-the burst's tokens: four prompts at once, one pass, sent all four first tokens at
-~300 ms; three of them now go at ~240 and the last at ~350. A pass costs ~40 ms plus ~1.4 ms a
-token here, so the mean first-token time is about flat for a first pass between half and three
-quarters of the burst, and three quarters sends most of it first (its median).
+A group runs in passes of at most ``pass_tokens``, back to back (beside running streams, one a
+decode step: service.engine.batch_loop), and each pass's first tokens go out as it ends. A
+pass of 185 tokens costs about what a pass of 370 does per token on a CPU (GEMMs that large
+are bound by arithmetic either way), so splitting a burst in two sends half its first tokens
+in half the time for little more in all: 8 prompts at once, 2 threads, SmolLM2-135M: five
+first tokens at ~400 ms and three at ~670 instead of all eight at ~630 (docs/performance.md: A
+burst in passes). Reaching an idle loop (no stream running, so no one else waits for a pass
+more), the first pass takes at most three quarters of the burst's tokens: four prompts at
+once, one pass, sent all four first tokens at ~300 ms; three of them now go at ~240 and the
+last at ~350. A pass costs ~40 ms plus ~1.4 ms a token here, so the mean first-token time is
+about flat for a first pass between half and three quarters of the burst, and three quarters
+sends most of it first (its median).
 
 A long prompt prefilled in one pass also stops every running stream for that long (its
 inter-token latency jumps by the whole prefill). Prompts longer than ``chunk_tokens``

@@ -1,17 +1,15 @@
-"""The few-rows linear kernel gives torch's linear layer, and packed layers use it at 1-4 rows only."""
+"""The few-rows linear kernel gives torch's linear layer; packed layers use it only at the rows the
+table of paths gives it (service.engine.linear_paths), at most MAX_ROWS."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 
 from service.engine.cpu_linear import PackedLinear, PackedProjections
-from service.engine.gemv_kernel import MAX_ROWS, few_rows, few_rows_linear
-from service.engine.loader import load_model
-from service.settings import Settings
+from service.engine.gemv_kernel import MAX_ROWS, few_rows_linear
+from service.engine.linear_paths import LinearPaths
 
 
 @pytest.mark.parametrize("rows", [1, 2, MAX_ROWS])
@@ -29,13 +27,6 @@ def test_the_kernel_gives_torchs_linear(rows: int, with_bias: bool, width: int, 
     torch.testing.assert_close(got, F.linear(hidden, weight, bias), rtol=1e-5, atol=1e-4)
 
 
-def test_it_takes_float32_cpu_inputs_of_a_few_rows_only() -> None:
-    assert few_rows(torch.zeros(1, 8))
-    assert few_rows(torch.zeros(1, MAX_ROWS, 8))
-    assert not few_rows(torch.zeros(MAX_ROWS + 1, 8))
-    assert not few_rows(torch.zeros(2, 8, dtype=torch.bfloat16))
-
-
 def _calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Records the rows of each call of the kernel from cpu_linear."""
     import service.engine.cpu_linear as cpu_linear
@@ -51,7 +42,7 @@ def _calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.mark.parametrize("rows", [1, MAX_ROWS, MAX_ROWS + 1, 46])
-def test_packed_layers_use_the_kernel_up_to_max_rows_and_onednn_past_them(
+def test_by_the_unmeasured_table_packed_layers_use_the_kernel_up_to_max_rows_and_onednn_past_them(
     rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     torch.manual_seed(0)
@@ -60,8 +51,8 @@ def test_packed_layers_use_the_kernel_up_to_max_rows_and_onednn_past_them(
     calls = _calls(monkeypatch)
     with torch.inference_mode():
         expected = linear(hidden), torch.cat([linear(hidden), sibling(hidden)], dim=-1)
-        got = PackedLinear(linear, few_rows_kernel=True)(hidden)
-        got_pair = PackedProjections([linear, sibling], few_rows_kernel=True).project(hidden)
+        got = PackedLinear(linear, LinearPaths())(hidden)
+        got_pair = PackedProjections([linear, sibling], LinearPaths()).project(hidden)
 
     torch.testing.assert_close(got, expected[0], rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(got_pair, expected[1], rtol=1e-5, atol=1e-4)
@@ -73,24 +64,3 @@ def test_without_the_kernel_packed_layers_keep_no_row_major_weights(monkeypatch:
     with torch.inference_mode():
         PackedLinear(torch.nn.Linear(8, 4))(torch.randn(1, 8))
     assert calls == []
-
-
-def test_the_loader_uses_the_kernel_by_default_and_greedy_decoding_keeps_its_tokens(
-    real_model_cache_dir: Path, smollm2_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """SmolLM2 with the kernel (the default) and without: the same greedy tokens over 24 steps."""
-    settings = Settings(model="smollm2-135m", cache_dir=real_model_cache_dir)
-    with_kernel = load_model(settings)
-    without = load_model(settings.model_copy(update={"few_rows_kernel": False}))
-    calls = _calls(monkeypatch)
-    ids = torch.tensor([with_kernel.tokenizer.encode("The capital of France is")])
-    with torch.inference_mode():
-        tokens = [
-            loaded.model.generate(ids, max_new_tokens=24, do_sample=False)[0].tolist()
-            for loaded in (with_kernel, without)
-        ]
-
-    assert tokens[0] == tokens[1]
-    assert calls
-    assert set(calls) == {1}
-    assert len(calls) >= 23 * 30 * 4  # q/k/v, o, gate/up and down in 30 layers a step, and more
